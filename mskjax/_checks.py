@@ -1,0 +1,116 @@
+"""Input validation shared by the public functions.
+
+Every error names the public function, what it expected and what it got, e.g.
+``mskjax.linop.Sense: maps must be (coils, *spatial), got shape (8,)``. Shape and dtype checks
+are static (they run at build or trace time); value checks such as finiteness only run on
+concrete arrays, never on tracers, so they never force a device sync inside ``jit``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def as_array(x, name: str, func: str):
+    """Return ``x`` as an array (numpy or jax, unchanged if already one); TypeError otherwise."""
+    if isinstance(x, (jax.Array, np.ndarray, jax.core.Tracer)):
+        return x
+    if isinstance(x, (list, tuple, numbers.Number)):
+        return np.asarray(x)
+    raise TypeError(f"{func}: {name} must be an array, got {type(x).__name__}")
+
+
+def check_ndim(x, name: str, func: str, *, ndim=None, min_ndim=None, max_ndim=None, layout=""):
+    """Raise ValueError unless ``x.ndim`` is ``ndim`` (an int or a tuple of allowed ints)."""
+    shape = tuple(np.shape(x))
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    bad = (
+        (allowed is not None and len(shape) not in allowed)
+        or (min_ndim is not None and len(shape) < min_ndim)
+        or (max_ndim is not None and len(shape) > max_ndim)
+    )
+    if bad:
+        what = layout or (
+            f"{'/'.join(map(str, allowed))}-dimensional" if allowed is not None
+            else f"at least {min_ndim}-dimensional" if max_ndim is None
+            else f"{min_ndim}- to {max_ndim}-dimensional"
+        )
+        raise ValueError(f"{func}: {name} must be {what}, got shape {shape}")
+
+
+def check_complex(x, name: str, func: str):
+    """Raise TypeError unless ``x`` has a complex dtype."""
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(
+            f"{func}: {name} must be complex (complex64 or complex128), got {dtype}; "
+            "convert real data explicitly, e.g. x.astype(jnp.complex64)"
+        )
+
+
+def check_inexact(x, name: str, func: str):
+    """Raise TypeError unless ``x`` is floating point or complex."""
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise TypeError(f"{func}: {name} must be floating point or complex, got {dtype}")
+
+
+def check_finite(x, name: str, func: str):
+    """Raise ValueError if a concrete ``x`` holds NaN or infinity (skipped for tracers)."""
+    if _is_concrete(x) and not bool(np.all(np.isfinite(np.asarray(x)))):
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(np.asarray(x))))
+        raise ValueError(f"{func}: {name} must be finite, got {bad} NaN or infinite values")
+
+
+def check_shape(x, expected, name: str, func: str, *, layout=""):
+    """Raise ValueError unless ``x.shape == expected``."""
+    shape = tuple(np.shape(x))
+    if shape != tuple(expected):
+        what = f" {layout}" if layout else ""
+        raise ValueError(f"{func}: {name} must have shape {tuple(expected)}{what}, got {shape}")
+
+
+def check_interval(value, name: str, func: str, *, low=None, high=None, low_open=True,
+                   high_open=True):
+    """Raise ValueError unless ``value`` is a finite real number inside the interval."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ValueError(f"{func}: {name} must be a finite real number, got {value!r}")
+    lo_bad = low is not None and (value <= low if low_open else value < low)
+    hi_bad = high is not None and (value >= high if high_open else value > high)
+    if lo_bad or hi_bad:
+        lb = "(" if low_open else "["
+        hb = ")" if high_open else "]"
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ValueError(f"{func}: {name} must be in {lb}{lo}, {hi}{hb}, got {value!r}")
+
+
+def check_positive_int(value, name: str, func: str, *, minimum: int = 1):
+    """Raise ValueError unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{func}: {name} must be an integer >= {minimum}, got {value!r}")
+
+
+def normalize_axes(axes, ndim: int, name: str, func: str) -> tuple[int, ...]:
+    """Return ``axes`` as a tuple of distinct non-negative ints, validated against ``ndim``."""
+    if isinstance(axes, numbers.Integral):
+        axes = (axes,)
+    try:
+        out = tuple(int(a) for a in axes)
+    except TypeError:
+        raise TypeError(f"{func}: {name} must be an int or a sequence of ints, got {axes!r}")
+    for a in out:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{func}: {name} {axes!r} out of range for an array of rank {ndim}")
+    out = tuple(a % ndim for a in out)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{func}: {name} must be distinct, got {axes!r}")
+    return out

@@ -1,0 +1,189 @@
+"""The MRI operators: centred FFT, sampling mask, coil sensitivities and SENSE.
+
+Conventions:
+
+- One example at a time. Coil data are ``(coils, *spatial)``, an image is ``(*spatial)``;
+  spatial axes are last (1 to 3 of them for ``Sense``, any number for ``FFT``).
+- The FFT is centred and orthonormal (:mod:`mskjax.fourier`), so ``FFT.H`` is its inverse.
+- A mask is boolean (sampled or not) or real non-negative weights, and broadcasts to the
+  k-space shape: a ``(cols,)`` phase-encode vector, a ``(rows, cols)`` pattern, or a full
+  ``(coils, rows, cols)`` array. Masked entries are exactly +0.0, never -0.0.
+- Coil maps are complex ``(coils, *spatial)``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._checks import as_array, check_complex, check_finite, check_ndim, normalize_axes
+from ..fourier import fftnc, ifftnc
+from ._base import LinearOperator, _check_shape_tuple, static_field
+
+
+def apply_mask(mask, x):
+    """Multiply ``x`` by a boolean or real ``mask``; masked entries are +0.0 (never -0.0)."""
+    if mask is None:
+        return x
+    if mask.dtype == jnp.bool_:
+        return jnp.where(mask, x, jnp.zeros((), x.dtype))
+    return jnp.where(mask != 0, x * mask, jnp.zeros((), x.dtype))
+
+
+def _mask_normal(mask, x):
+    if mask is None or mask.dtype == jnp.bool_:
+        return apply_mask(mask, x)
+    return apply_mask(mask * mask, x)
+
+
+def check_mask(mask, kspace_shape, func):
+    """Validate a mask against a k-space shape; return it as a bool or real array."""
+    mask = as_array(mask, "mask", func)
+    if jnp.issubdtype(mask.dtype, jnp.complexfloating):
+        raise TypeError(f"{func}: mask must be boolean or real weights, got {mask.dtype}")
+    if not (mask.dtype == np.bool_ or jnp.issubdtype(mask.dtype, jnp.floating)):
+        mask = mask.astype(bool) if set(np.unique(np.asarray(mask)).tolist()) <= {0, 1} \
+            else mask.astype(np.float32)
+    if mask.ndim > len(kspace_shape):
+        raise ValueError(
+            f"{func}: mask must broadcast to the k-space shape {tuple(kspace_shape)}, got "
+            f"shape {mask.shape}"
+        )
+    try:
+        broadcast = np.broadcast_shapes(mask.shape, tuple(kspace_shape))
+    except ValueError:
+        broadcast = None
+    if broadcast != tuple(kspace_shape):
+        raise ValueError(
+            f"{func}: mask must broadcast to the k-space shape {tuple(kspace_shape)}, got "
+            f"shape {mask.shape}"
+        )
+    if mask.dtype != np.bool_:
+        check_finite(mask, "mask", func)
+    return jnp.asarray(mask)
+
+
+def check_maps(maps, func):
+    """Validate coil sensitivity maps ``(coils, *spatial)``; return them as a JAX array."""
+    maps = as_array(maps, "maps", func)
+    check_ndim(maps, "maps", func, min_ndim=2, layout="(coils, *spatial)")
+    check_complex(maps, "maps", func)
+    check_finite(maps, "maps", func)
+    return jnp.asarray(maps)
+
+
+class FFT(LinearOperator):
+    """Centred orthonormal FFT over ``axes`` of arrays of ``shape``.
+
+    Args:
+        shape: the array shape, e.g. ``(rows, cols)`` or ``(coils, rows, cols)``.
+        axes: axes to transform (keyword-only); default all axes.
+    """
+
+    axes: tuple = static_field()
+
+    def __init__(self, shape, *, axes=None):
+        shape = _check_shape_tuple(shape, "mskjax.linop.FFT")
+        axes = tuple(range(len(shape))) if axes is None else axes
+        axes = normalize_axes(axes, len(shape), "axes", "mskjax.linop.FFT")
+        self._set(axes=axes, ishape=shape, oshape=shape)
+
+    def _apply(self, x):
+        return fftnc(x, axes=self.axes)
+
+    def _adjoint(self, y):
+        return ifftnc(y, axes=self.axes)
+
+    def _normal(self, x):
+        return x
+
+
+class Mask(LinearOperator):
+    """Multiplication by a sampling mask (boolean, or real weights) broadcast to ``shape``.
+
+    Args:
+        mask: boolean or real array that broadcasts to ``shape``.
+        shape: the k-space shape (keyword-only); default ``mask.shape``.
+    """
+
+    mask: jax.Array
+
+    def __init__(self, mask, *, shape=None):
+        func = "mskjax.linop.Mask"
+        mask = as_array(mask, "mask", func)
+        shape = tuple(mask.shape) if shape is None else _check_shape_tuple(shape, func)
+        mask = check_mask(mask, shape, func)
+        self._set(mask=mask, ishape=shape, oshape=shape)
+
+    def _apply(self, x):
+        return apply_mask(self.mask, x)
+
+    def _adjoint(self, y):
+        return apply_mask(self.mask, y)
+
+    def _normal(self, x):
+        return _mask_normal(self.mask, x)
+
+
+class Coils(LinearOperator):
+    """Multiplication by coil sensitivity maps: image ``(*spatial)`` -> ``(coils, *spatial)``.
+
+    Args:
+        maps: complex ``(coils, *spatial)`` sensitivity maps.
+    """
+
+    maps: jax.Array
+
+    def __init__(self, maps):
+        maps = check_maps(maps, "mskjax.linop.Coils")
+        self._set(maps=maps, ishape=maps.shape[1:], oshape=maps.shape)
+
+    def _apply(self, x):
+        return self.maps * x
+
+    def _adjoint(self, y):
+        return jnp.sum(jnp.conj(self.maps) * y, axis=0)
+
+    def _normal(self, x):
+        return jnp.sum(jnp.abs(self.maps) ** 2, axis=0).astype(x.dtype) * x
+
+
+class Sense(LinearOperator):
+    """The SENSE forward model ``Mask @ FFT @ Coils``: image ``(*spatial)`` -> k-space.
+
+    ``A(x) = M F (S x)`` with coil maps ``S`` ``(coils, *spatial)``, the centred orthonormal
+    FFT ``F`` over the spatial axes, and an optional mask ``M`` that broadcasts to
+    ``(coils, *spatial)``. The adjoint and normal operators are closed-form and fused:
+    ``A.N(x) = sum_c conj(S_c) F^H M F (S_c x)`` (``sum_c |S_c|^2 x`` without a mask).
+    Equals ``sigpy.mri.linop.Sense(maps, weights=mask)`` for a 0/1 mask.
+
+    Args:
+        maps: complex ``(coils, *spatial)`` sensitivity maps, 2D or 3D spatial.
+        mask: boolean or real weights broadcasting to ``(coils, *spatial)`` (keyword-only).
+    """
+
+    maps: jax.Array
+    mask: jax.Array | None
+    axes: tuple = static_field()
+
+    def __init__(self, maps, *, mask=None):
+        func = "mskjax.linop.Sense"
+        maps = check_maps(maps, func)
+        if mask is not None:
+            mask = check_mask(mask, maps.shape, func)
+        self._set(maps=maps, mask=mask, axes=tuple(range(1, maps.ndim)),
+                  ishape=maps.shape[1:], oshape=maps.shape)
+
+    def _apply(self, x):
+        return apply_mask(self.mask, fftnc(self.maps * x, axes=self.axes))
+
+    def _adjoint(self, y):
+        coil_images = ifftnc(apply_mask(self.mask, y), axes=self.axes)
+        return jnp.sum(jnp.conj(self.maps) * coil_images, axis=0)
+
+    def _normal(self, x):
+        if self.mask is None:
+            return jnp.sum(jnp.abs(self.maps) ** 2, axis=0).astype(x.dtype) * x
+        k = _mask_normal(self.mask, fftnc(self.maps * x, axes=self.axes))
+        return jnp.sum(jnp.conj(self.maps) * ifftnc(k, axes=self.axes), axis=0)
