@@ -85,6 +85,9 @@ class LinearOperator:
     ishape: tuple = static_field()
     oshape: tuple = static_field()
 
+    # Make numpy defer to our __rmul__ instead of broadcasting over the operator as an object.
+    __array_ufunc__ = None
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _register(cls)

@@ -1,0 +1,19 @@
+"""Composable pipelines: pure ``Stage(init, apply)`` pairs chained into one jittable function.
+
+See :mod:`mskjax.pipeline._stage` for the contract. Example::
+
+    pipe = pipeline.chain(
+        pipeline.undersample(mask),
+        pipeline.zero_filled(),
+        pipeline.map_field(segment, source="image", target="segmentation"),
+    )
+    params = pipe.init(jax.random.key(0), sample)
+    out = jax.jit(pipe.apply)(params, sample)
+"""
+
+from ._sample import Sample
+from ._stage import Stage, chain, named_chain, stateless
+from ._stages import identity, map_field, undersample, zero_filled
+
+__all__ = ["Sample", "Stage", "chain", "named_chain", "stateless", "identity", "undersample",
+           "zero_filled", "map_field"]

@@ -1,0 +1,39 @@
+"""Zero-filled reconstruction: the adjoint of the acquisition, the baseline of every method."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from .._checks import as_array, check_complex, check_finite, check_ndim, check_shape
+from ..coils import rss
+from ..fourier import ifftnc
+
+
+def zero_filled(kspace, *, maps=None):
+    """Zero-filled reconstruction of (undersampled) multi-coil k-space.
+
+    Unsampled entries are taken as zero. Without ``maps`` the coil images are combined by
+    root-sum-of-squares (the fastMRI convention, a real image); with ``maps`` by the SENSE
+    adjoint ``sum_c conj(S_c) F^H y_c`` (a complex image, equal to the coil-combined image
+    when the maps are normalised so that ``sum_c |S_c|^2 = 1``).
+
+    Args:
+        kspace: complex ``(coils, *spatial)`` k-space, centred.
+        maps: complex ``(coils, *spatial)`` sensitivity maps (keyword-only), optional.
+
+    Returns:
+        ``(*spatial)`` image: float (root-sum-of-squares) without maps, complex with maps.
+    """
+    func = "mskjax.recon.zero_filled"
+    kspace = as_array(kspace, "kspace", func)
+    check_ndim(kspace, "kspace", func, min_ndim=2, layout="(coils, *spatial)")
+    check_complex(kspace, "kspace", func)
+    check_finite(kspace, "kspace", func)
+    spatial = tuple(range(1, kspace.ndim))
+    coil_images = ifftnc(kspace, axes=spatial)
+    if maps is None:
+        return rss(coil_images, axis=0)
+    maps = as_array(maps, "maps", func)
+    check_complex(maps, "maps", func)
+    check_shape(maps, kspace.shape, "maps", func, layout="(the k-space shape)")
+    return jnp.sum(jnp.conj(maps) * coil_images, axis=0)
