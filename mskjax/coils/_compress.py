@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -22,6 +24,7 @@ def _check(kspace, num_virtual, func):
     return jnp.asarray(kspace)
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def _matrix(data, num_virtual):
     """Conjugated leading left singular vectors of ``data`` (coils, samples) as rows."""
     # data^H = Q R, so data = R^H Q^H has the left singular vectors of the small R^H; this
@@ -80,7 +83,11 @@ def coil_compress(kspace, *, num_virtual):
     """
     func = "mskjax.coils.coil_compress"
     kspace = _check(kspace, num_virtual, func)
+    return _compress(kspace, num_virtual)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _compress(kspace, num_virtual):
     data = kspace.reshape(kspace.shape[0], -1)
-    matrix = _matrix(data, num_virtual)
-    out = jnp.matmul(matrix, data, precision=jax.lax.Precision.HIGHEST)
+    out = jnp.matmul(_matrix(data, num_virtual), data, precision=jax.lax.Precision.HIGHEST)
     return out.reshape((num_virtual,) + kspace.shape[1:])

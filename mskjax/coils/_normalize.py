@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from .._checks import as_array, check_complex, check_finite, check_interval, check_ndim
@@ -29,7 +30,11 @@ def normalize_maps(maps, *, eps=0.0):
     check_complex(maps, "maps", func)
     check_finite(maps, "maps", func)
     check_interval(eps, "eps", func, low=0, low_open=False)
-    maps = jnp.asarray(maps)
+    return _normalize(jnp.asarray(maps), eps)
+
+
+@jax.jit
+def _normalize(maps, eps):
     norm = safe_sqrt(jnp.sum(squared_magnitude(maps), axis=0))
     keep = norm > eps
     scale = jnp.where(keep, 1 / jnp.where(keep, norm, 1), 0)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 
 from .._checks import as_array, check_inexact, check_ndim, normalize_axes
@@ -37,4 +40,9 @@ def rss(x, *, axis=0):
     check_inexact(x, "x", func)
     check_ndim(x, "x", func, min_ndim=1, layout="at least 1-dimensional, e.g. (coils, *spatial)")
     axes = normalize_axes(axis, x.ndim, "axis", func)
-    return safe_sqrt(jnp.sum(squared_magnitude(jnp.asarray(x)), axis=axes))
+    return _rss(jnp.asarray(x), axes)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _rss(x, axes):
+    return safe_sqrt(jnp.sum(squared_magnitude(x), axis=axes))

@@ -8,6 +8,7 @@ ellipse of radius ``r`` in these units is an ellipse with semi-axes ``r * n / 2`
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import jax
@@ -45,7 +46,7 @@ def _check_dtype(dtype, func):
             f"{func}: dtype {dtype} needs 64-bit JAX; enable it with "
             "jax.config.update('jax_enable_x64', True) or use complex64"
         )
-    return dtype, np.finfo(dtype).dtype
+    return dtype
 
 
 def _grid(n, real):
@@ -96,9 +97,16 @@ def birdcage_maps(shape, *, radius=1.5, coils_per_ring=8, dtype=jnp.complex64):
     shape = _check_shape(shape, func)
     check_interval(radius, "radius", func, low=0)
     check_positive_int(coils_per_ring, "coils_per_ring", func)
-    dtype, real = _check_dtype(dtype, func)
-    coils, spatial = shape[0], shape[1:]
+    dtype = _check_dtype(dtype, func)
+    maps = _birdcage(shape, float(radius), int(coils_per_ring), dtype)
+    return _check_result(maps, func, f"radius={radius!r} puts a coil centre on a grid point; "
+                                     "choose another radius")
 
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _birdcage(shape, radius, coils_per_ring, dtype):
+    real = np.finfo(dtype).dtype
+    coils, spatial = shape[0], shape[1:]
     c = np.arange(coils, dtype=np.float64)
     per_ring = coils if len(spatial) == 2 else coils_per_ring
     ring = np.floor(c / per_ring)
@@ -120,23 +128,24 @@ def birdcage_maps(shape, *, radius=1.5, coils_per_ring=8, dtype=jnp.complex64):
         dist2 = dist2 + (axes[-3] - per_coil(centre_z)) ** 2
     magnitude = 1 / jnp.sqrt(dist2)
     magnitude = magnitude / jnp.sqrt(jnp.sum(magnitude ** 2, axis=0))
-    maps = _polar(magnitude, jnp.arctan2(dx, -dy) + per_coil(phase), dtype)
-    return _check_result(maps, func, f"radius={radius!r} puts a coil centre on a grid point; "
-                                     "choose another radius")
+    return _polar(magnitude, jnp.arctan2(dx, -dy) + per_coil(phase), dtype)
 
 
 def gaussian_maps(shape, *, width=0.5, radius=1.2, phase_ramp=np.pi / 2, coils_per_ring=8,
                   dtype=jnp.complex64):
-    """Gaussian surface-coil sensitivities: smooth blobs centred just outside the field of view.
+    """Gaussian surface-coil sensitivities: smooth blobs centred around the field of view.
 
     In normalised coordinates, coil ``c`` is centred at ``(x_c, y_c) = radius * (cos a_c,
-    sin a_c)`` (an ellipse just outside the field of view for ``radius`` a little above 1) and
+    sin a_c)``: on an ellipse just outside the ellipse inscribed in the field of view (radius 1,
+    where the anatomy usually is) for ``radius`` a little above 1; with the default 1.2 the
+    diagonal coils lie in the corners of the rectangular field of view, and ``radius`` above
+    ``sqrt(2)`` puts every coil outside it. Coil ``c``'s sensitivity is
 
     ``S_c = exp(-d_c^2 / (2 width^2)) * exp(i * (a_c + phase_ramp * (x cos a_c + y sin a_c)))``
 
     with ``d_c`` the distance to the centre: a Gaussian magnitude and a phase that is linear in
     space, increasing towards the coil. The maps are not normalised (their root-sum-of-squares
-    varies, as for a real array); apply :func:`normalize_maps` for ESPIRiT-style maps.
+    varies, as for a real receive array); apply :func:`normalize_maps` for ESPIRiT-style maps.
 
     - 2D: all coils form one ring, ``a_c = 2 pi c / coils``; ``coils_per_ring`` is not used.
     - 3D: rings of ``coils_per_ring`` coils, ``a_c = 2 pi c / coils_per_ring``; ring
@@ -147,7 +156,8 @@ def gaussian_maps(shape, *, width=0.5, radius=1.2, phase_ramp=np.pi / 2, coils_p
         shape: ``(coils, ny, nx)`` or ``(coils, nz, ny, nx)``.
         width: standard deviation of the Gaussian in normalised units (keyword-only, ``> 0``;
             0.5 is a quarter of the field of view).
-        radius: distance of the coil centres from the centre, normalised units (``> 0``).
+        radius: distance of the coil centres from the centre, normalised units (``> 0``);
+            a coil is brightest at the pixel nearest its centre.
         phase_ramp: phase slope in radians per normalised unit (default ``pi / 2``, so the phase
             changes by ``pi`` across the field of view along the coil's direction).
         coils_per_ring: coils per ring in 3D.
@@ -162,9 +172,15 @@ def gaussian_maps(shape, *, width=0.5, radius=1.2, phase_ramp=np.pi / 2, coils_p
     check_interval(radius, "radius", func, low=0)
     check_interval(phase_ramp, "phase_ramp", func)
     check_positive_int(coils_per_ring, "coils_per_ring", func)
-    dtype, real = _check_dtype(dtype, func)
-    coils, spatial = shape[0], shape[1:]
+    dtype = _check_dtype(dtype, func)
+    return _gaussian(shape, float(width), float(radius), float(phase_ramp), int(coils_per_ring),
+                     dtype)
 
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
+def _gaussian(shape, width, radius, phase_ramp, coils_per_ring, dtype):
+    real = np.finfo(dtype).dtype
+    coils, spatial = shape[0], shape[1:]
     c = np.arange(coils, dtype=np.float64)
     per_ring = coils if len(spatial) == 2 else coils_per_ring
     ring = np.floor(c / per_ring)

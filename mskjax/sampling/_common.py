@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 import numbers
 
-import numpy as np
-
 
 def check_shape(shape, func: str, *, ndim: int | None = None) -> tuple[int, ...]:
     """Return ``shape`` as a tuple of positive ints (of rank ``ndim`` if given, else >= 1)."""
@@ -72,7 +70,3 @@ def check_seed_int(seed, func: str) -> int | None:
     ):
         raise ValueError(f"{func}: seed must be None or an int in [0, 2**32), got {seed!r}")
     return int(seed)
-
-
-def as_bool_numpy(mask) -> np.ndarray:
-    return np.asarray(mask) != 0
