@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import jax
@@ -49,13 +50,16 @@ def _pair(gt, pred, func):
 
 
 def _data_range(data_range, gt, func):
-    """``gt.max()`` when ``None`` (fastMRI), else a validated positive scalar."""
+    """``None`` (meaning ``gt.max()``, as fastMRI) or a validated positive scalar."""
     if data_range is None:
-        return jnp.max(gt)
+        return None
     if isinstance(data_range, numbers.Real):
         check_interval(data_range, "data_range", func, low=0)
         return jnp.asarray(data_range, gt.dtype)
     data_range = as_array(data_range, "data_range", func)
+    if not jnp.issubdtype(jnp.result_type(data_range), jnp.floating):
+        raise TypeError(f"{func}: data_range must be a real floating-point scalar, got "
+                        f"{jnp.result_type(data_range)}")
     if np.shape(data_range) != ():
         raise ValueError(f"{func}: data_range must be a scalar, got shape "
                          f"{tuple(np.shape(data_range))}")
@@ -76,6 +80,11 @@ def nmse(gt, pred):
         Scalar of the inputs' dtype (0 for a perfect estimate).
     """
     gt, pred = _pair(gt, pred, "mskjax.metrics.nmse")
+    return _nmse(gt, pred)
+
+
+@jax.jit
+def _nmse(gt, pred):
     return jnp.sum((gt - pred) ** 2) / jnp.sum(gt ** 2)
 
 
@@ -95,7 +104,12 @@ def psnr(gt, pred, *, data_range=None):
     """
     func = "mskjax.metrics.psnr"
     gt, pred = _pair(gt, pred, func)
-    peak = _data_range(data_range, gt, func)
+    return _psnr(gt, pred, _data_range(data_range, gt, func))
+
+
+@jax.jit
+def _psnr(gt, pred, peak):
+    peak = jnp.max(gt) if peak is None else peak
     return 10 * jnp.log10(peak ** 2 / jnp.mean((gt - pred) ** 2))
 
 
@@ -104,18 +118,17 @@ def _uniform_filter(x, size):
     boundary (the edge sample is repeated: ``d c b a | a b c d | d c b a``)."""
     half = size // 2
     for axis in (x.ndim - 2, x.ndim - 1):
-        n = x.shape[axis]
         widths = [(0, 0)] * x.ndim
         widths[axis] = (half, half)
+        window = [1] * x.ndim
+        window[axis] = size
         padded = jnp.pad(x, widths, mode="symmetric")
-        total = jax.lax.slice_in_dim(padded, 0, n, axis=axis)
-        for k in range(1, size):
-            total = total + jax.lax.slice_in_dim(padded, k, k + n, axis=axis)
-        x = total / size
+        x = jax.lax.reduce_window(padded, jnp.zeros((), x.dtype), jax.lax.add, tuple(window),
+                                  (1,) * x.ndim, "VALID") / size
     return x
 
 
-def _ssim_parts(gt, pred, data_range, func):
+def _checked_ssim_map(gt, pred, data_range, func):
     gt, pred = _pair(gt, pred, func)
     check_ndim(gt, "gt", func, ndim=(2, 3), layout="(H, W) or (slices, H, W)")
     if min(gt.shape[-2:]) < WIN_SIZE:
@@ -123,16 +136,17 @@ def _ssim_parts(gt, pred, data_range, func):
             f"{func}: each slice must be at least {WIN_SIZE}x{WIN_SIZE} (the SSIM window), got "
             f"shape {tuple(gt.shape)}"
         )
-    peak = _data_range(data_range, gt, func)
+    return _ssim_map(gt, pred, _data_range(data_range, gt, func))
+
+
+@jax.jit
+def _ssim_map(gt, pred, peak):
+    peak = jnp.max(gt) if peak is None else peak
     # The (co)variances are invariant to a constant shift; removing the mean first limits the
     # cancellation in E[x^2] - E[x]^2 for images with a large offset.
     offset = jnp.mean(gt)
     x, y = gt - offset, pred - offset
-    ux = _uniform_filter(x, WIN_SIZE)
-    uy = _uniform_filter(y, WIN_SIZE)
-    uxx = _uniform_filter(x * x, WIN_SIZE)
-    uyy = _uniform_filter(y * y, WIN_SIZE)
-    uxy = _uniform_filter(x * y, WIN_SIZE)
+    ux, uy, uxx, uyy, uxy = _uniform_filter(jnp.stack([x, y, x * x, y * y, x * y]), WIN_SIZE)
     count = WIN_SIZE ** 2
     cov_norm = count / (count - 1)  # sample covariance
     vx = cov_norm * (uxx - ux * ux)
@@ -160,7 +174,7 @@ def ssim_map(gt, pred, *, data_range=None):
     Returns:
         Array of the input shape.
     """
-    return _ssim_parts(gt, pred, data_range, "mskjax.metrics.ssim_map")
+    return _checked_ssim_map(gt, pred, data_range, "mskjax.metrics.ssim_map")
 
 
 def ssim(gt, pred, *, data_range=None):
@@ -182,6 +196,10 @@ def ssim(gt, pred, *, data_range=None):
     Returns:
         Scalar of the inputs' dtype (1 for a perfect estimate).
     """
-    local = _ssim_parts(gt, pred, data_range, "mskjax.metrics.ssim")
+    return _crop_mean(_checked_ssim_map(gt, pred, data_range, "mskjax.metrics.ssim"))
+
+
+@jax.jit
+def _crop_mean(local):
     pad = (WIN_SIZE - 1) // 2
     return jnp.mean(local[..., pad:-pad, pad:-pad])

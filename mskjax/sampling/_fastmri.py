@@ -89,7 +89,8 @@ def _random_state(seed, func: str) -> np.random.RandomState:
 
 
 def _start(rng: np.random.RandomState) -> None:
-    # fastMRI first picks one (center_fraction, acceleration) pair with rng.randint(len(pairs)).
+    # fastMRI first picks one (center_fraction, acceleration) pair with rng.randint(len(pairs));
+    # with one pair numpy draws nothing, but the call keeps the sequence identical.
     rng.randint(1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -74,11 +75,17 @@ def variable_density(key, shape, *, acceleration, calib=(0, 0), power=2.0):
             f"{func}: the calibration box {calib} ({calibration} samples) exceeds the "
             f"{budget} samples of acceleration {acceleration!r} on {shape}"
         )
-    log_weights = np.log(density_weights(shape, float(power))).astype(np.float32)
-    in_box = np.zeros(shape, dtype=bool)
-    in_box[calibration_slices(shape, calib)] = True
-    scores = jnp.asarray(log_weights) + jax.random.gumbel(key, shape, dtype=jnp.float32)
-    scores = jnp.where(jnp.asarray(in_box), jnp.inf, scores)
+    # The weights are fixed by the static arguments: computed once on the host, they are
+    # constants of the compiled function.
+    scores = np.log(density_weights(shape, float(power))).astype(np.float32)
+    scores[calibration_slices(shape, calib)] = np.inf
+    return _draw(key, scores, budget)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _draw(key, log_weights, budget: int):
+    """The ``budget`` top entries of ``log_weights + Gumbel noise`` as a bool mask."""
+    scores = log_weights + jax.random.gumbel(key, log_weights.shape, dtype=log_weights.dtype)
     _, chosen = jax.lax.top_k(scores.reshape(-1), budget)
-    total = math.prod(shape)
-    return jnp.zeros(total, dtype=bool).at[chosen].set(True).reshape(shape)
+    mask = jnp.zeros(log_weights.size, dtype=bool).at[chosen].set(True)
+    return mask.reshape(log_weights.shape)

@@ -1,0 +1,72 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mskjax.cli import main
+
+
+def run(tmp_path, *args):
+    out = tmp_path / "out"
+    code = main(["demo", "--out", str(out), "--no-progress", *args])
+    return code, out
+
+
+def test_demo_default_writes_figure_and_metrics(tmp_path, capsys):
+    code, out = run(tmp_path)
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["figure.png", "metrics.json"]
+    assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["coils"] == 8 and report["shape"] == [320, 256]
+    mask = report["mask"]
+    # fastMRI equispaced: 20 centre lines (round(256 * 0.08)) plus every 4th line.
+    assert mask["num_low_frequencies"] == 20
+    assert 0.25 < mask["sampled_fraction"] < 0.35
+    scores = report["metrics"]["zero_filled"]
+    assert 0 < scores["nmse"] < 0.2 and 15 < scores["psnr_db"] < 35 and 0.3 < scores["ssim"] < 0.95
+    assert "PSNR" in capsys.readouterr().out
+
+
+def test_demo_less_undersampling_scores_better(tmp_path):
+    _, out2 = run(tmp_path / "a", "--acceleration", "2", "--coils", "4")
+    _, out8 = run(tmp_path / "b", "--acceleration", "8", "--coils", "4")
+    s2 = json.loads((out2 / "metrics.json").read_text())["metrics"]["zero_filled"]
+    s8 = json.loads((out8 / "metrics.json").read_text())["metrics"]["zero_filled"]
+    assert s2["psnr_db"] > s8["psnr_db"] + 3
+    assert s2["ssim"] > s8["ssim"]
+
+
+def test_demo_on_real_knee(tmp_path, shared_data):
+    path = shared_data / "knee_axial_rss" / "knee_axial_rss.npz"
+    code, out = run(tmp_path, "--data", str(path), "--slice", "5")
+    assert code == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["input"] == "knee_axial_rss.npz['images'][5]"
+    scores = report["metrics"]["zero_filled"]
+    assert 25 < scores["psnr_db"] < 45 and 0.6 < scores["ssim"] < 0.99
+
+
+def test_demo_bad_input(tmp_path, capsys):
+    code, _ = run(tmp_path, "--data", str(tmp_path / "missing.npz"))
+    assert code == 2 and "no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, a=np.ones(3), b=np.ones(3))
+    code, _ = run(tmp_path, "--data", str(bad))
+    assert code == 2 and "expected an array named 'images'" in capsys.readouterr().err
+    stack = tmp_path / "stack.npy"
+    np.save(stack, np.ones((2, 16, 16), np.float32))
+    code, _ = run(tmp_path, "--data", str(stack), "--slice", "7")
+    assert code == 2 and "has 2 slices, got --slice 7" in capsys.readouterr().err
+    code, _ = run(tmp_path, "--center-fraction", "1.5")
+    assert code == 2 and "center_fraction must be in (0, 1)" in capsys.readouterr().err
+    # Nothing half-written was left behind.
+    assert not list((tmp_path / "out").glob(".*"))
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mskjax", "--version"], capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.startswith("mskjax ")
