@@ -18,7 +18,7 @@ def squared_magnitude(x):
 
 
 def safe_sqrt(power):
-    """``sqrt(power)`` for ``power >= 0`` whose gradient is 0 (not infinite) where ``power == 0``."""
+    """``sqrt(power)`` for ``power >= 0``, with gradient 0 (not infinite) where ``power == 0``."""
     positive = power > 0
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, power, 1)), 0)
 
