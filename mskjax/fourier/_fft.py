@@ -21,25 +21,20 @@ import jax.numpy as jnp
 from .._checks import check_inexact, check_ndim, normalize_axes
 
 
-def _axes(x, axes, default, func):
+def _transform(transform, x, axes, func, *, two_d):
+    x = jnp.asarray(x)
+    check_inexact(x, "x", func)
+    check_ndim(x, "x", func, min_ndim=2 if two_d else 1)
     if axes is None:
-        axes = default(x.ndim)
-    return normalize_axes(axes, x.ndim, "axes", func)
-
-
-def _centred(transform, x, axes):
+        axes = tuple(range(x.ndim))
+    axes = normalize_axes(axes, x.ndim, "axes", func)
+    if two_d and len(axes) != 2:
+        raise ValueError(f"{func}: axes must name 2 axes, got {axes}")
     x = jnp.fft.ifftshift(x, axes=axes)
     # XLA transforms at most 3 axes at once; more are done in groups of 3 (separable).
     for start in range(0, len(axes), 3):
         x = transform(x, axes=axes[start:start + 3], norm="ortho")
     return jnp.fft.fftshift(x, axes=axes)
-
-
-def _prepare(x, func, min_ndim):
-    x = jnp.asarray(x)
-    check_inexact(x, "x", func)
-    check_ndim(x, "x", func, min_ndim=min_ndim)
-    return x
 
 
 def fftnc(x, *, axes=None):
@@ -52,9 +47,7 @@ def fftnc(x, *, axes=None):
     Returns:
         Complex array of the same shape.
     """
-    x = _prepare(x, "mskjax.fourier.fftnc", 1)
-    axes = _axes(x, axes, lambda n: tuple(range(n)), "mskjax.fourier.fftnc")
-    return _centred(jnp.fft.fftn, x, axes)
+    return _transform(jnp.fft.fftn, x, axes, "mskjax.fourier.fftnc", two_d=False)
 
 
 def ifftnc(x, *, axes=None):
@@ -67,9 +60,7 @@ def ifftnc(x, *, axes=None):
     Returns:
         Complex array of the same shape.
     """
-    x = _prepare(x, "mskjax.fourier.ifftnc", 1)
-    axes = _axes(x, axes, lambda n: tuple(range(n)), "mskjax.fourier.ifftnc")
-    return _centred(jnp.fft.ifftn, x, axes)
+    return _transform(jnp.fft.ifftn, x, axes, "mskjax.fourier.ifftnc", two_d=False)
 
 
 def fft2c(x, *, axes=(-2, -1)):
@@ -82,11 +73,7 @@ def fft2c(x, *, axes=(-2, -1)):
     Returns:
         Complex array of the same shape.
     """
-    x = _prepare(x, "mskjax.fourier.fft2c", 2)
-    axes = _axes(x, axes, None, "mskjax.fourier.fft2c")
-    if len(axes) != 2:
-        raise ValueError(f"mskjax.fourier.fft2c: axes must name 2 axes, got {axes}")
-    return _centred(jnp.fft.fftn, x, axes)
+    return _transform(jnp.fft.fftn, x, axes, "mskjax.fourier.fft2c", two_d=True)
 
 
 def ifft2c(x, *, axes=(-2, -1)):
@@ -99,8 +86,4 @@ def ifft2c(x, *, axes=(-2, -1)):
     Returns:
         Complex array of the same shape.
     """
-    x = _prepare(x, "mskjax.fourier.ifft2c", 2)
-    axes = _axes(x, axes, None, "mskjax.fourier.ifft2c")
-    if len(axes) != 2:
-        raise ValueError(f"mskjax.fourier.ifft2c: axes must name 2 axes, got {axes}")
-    return _centred(jnp.fft.ifftn, x, axes)
+    return _transform(jnp.fft.ifftn, x, axes, "mskjax.fourier.ifft2c", two_d=True)

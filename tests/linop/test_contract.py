@@ -167,7 +167,7 @@ def test_gradient_with_respect_to_operator_arrays(op):
     rng = np.random.default_rng(7)
     direction = [random_complex(rng, p.shape).astype(p.dtype) if jnp.iscomplexobj(p)
                  else rng.standard_normal(p.shape).astype(p.dtype) for p in params]
-    _, derivative = jax.jvp(f, (params,), (direction,))
+    derivative = float(jax.jvp(f, (params,), (direction,))[1])
     grads = jax.grad(f)(params)
     assert all(np.all(np.isfinite(g)) for g in grads)
 
@@ -183,7 +183,7 @@ def test_gradient_with_respect_to_operator_arrays(op):
                   for p in params]
         direction = [np.asarray(d).astype(p.dtype) for p, d in zip(params, direction)]
         x = x.astype(np.complex128)
-        reference = (4 * central(0.25) - central(0.5)) / 3
+        reference = float((4 * central(0.25) - central(0.5)) / 3)
     assert abs(derivative - reference) <= 1e-4 * abs(reference)
     # The gradient agrees with the directional derivative: <grad, d> (real inner product).
     inner = sum(np.real(np.vdot(np.conj(np.asarray(g)), d)) if np.iscomplexobj(g)
