@@ -1,9 +1,8 @@
 """``mskjax demo``: simulate multi-coil k-space from an image, undersample, reconstruct, score.
 
-The k-space is simulated (the project ships no multi-coil knee k-space): the image, given a
-smooth background phase when it is magnitude only, is multiplied by normalised birdcage coil
-maps, Fourier transformed, and complex Gaussian noise is added at the stated SNR (mean
-intensity inside the object over the noise standard deviation of the coil-combined image).
+The k-space is simulated (the project ships no multi-coil knee k-space) by
+:func:`mskjax.sim.simulate_kspace`: normalised birdcage coil maps, a smooth background phase
+when the image is magnitude only, and complex Gaussian noise at the stated SNR.
 """
 
 from __future__ import annotations
@@ -14,39 +13,14 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import __version__, coils, metrics, pipeline, sampling
-from ..linop import Sense
+from .. import __version__, metrics, pipeline, sampling
 from ..recon import zero_filled
 from ..sim import knee_section
+from ..sim._kspace import simulate_kspace
 from ._files import atomic_path, read_image, write_json
-
-
-def smooth_phase(shape):
-    """A smooth, deterministic background phase (radians) over a 2D field of view."""
-    rows, cols = shape
-    y = (jnp.arange(rows) - rows / 2) / (rows / 2)
-    x = (jnp.arange(cols) - cols / 2) / (cols / 2)
-    y, x = jnp.meshgrid(y, x, indexing="ij")
-    return 0.6 * jnp.pi * (0.5 * x + 0.3 * y + 0.4 * x * y - 0.3 * y * y)
-
-
-def simulate_kspace(image, key, *, num_coils, snr_db):
-    """Multi-coil k-space ``(coils, rows, cols)`` and maps from a 2D image (see module doc)."""
-    image = jnp.asarray(image)
-    if not jnp.iscomplexobj(image):
-        image = image * jnp.exp(1j * smooth_phase(image.shape))
-    image = image.astype(jnp.complex64)
-    maps = coils.normalize_maps(coils.birdcage_maps((num_coils, *image.shape)))
-    kspace = Sense(maps)(image)
-    magnitude = jnp.abs(image)
-    inside = magnitude > 0.1 * magnitude.max()
-    sigma = jnp.mean(magnitude, where=inside) / 10 ** (snr_db / 20)
-    noise = jax.random.normal(key, kspace.shape, jnp.complex64) * sigma
-    return kspace + noise, maps
 
 
 def _median_time(fn, repeats):
@@ -107,8 +81,8 @@ def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acc
     bar.update()
 
     bar.set_postfix_str("simulate k-space")
-    kspace, maps = simulate_kspace(image, jax.random.key(seed), num_coils=num_coils,
-                                   snr_db=snr_db)
+    kspace = simulate_kspace(image, jax.random.key(seed), num_coils=num_coils,
+                             snr_db=snr_db).kspace
     mask, num_low = sampling.equispaced_mask(kspace.shape, center_fraction=center_fraction,
                                              acceleration=acceleration, seed=seed)
     target = zero_filled(kspace)
