@@ -28,6 +28,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--snr-db", type=float, default=30.0)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    data = commands.add_parser("data", help="build data sets")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    kset = data_commands.add_parser(
+        "make-kspace-set", help="simulate a fastMRI-format multi-coil set from an npz of images",
+        description="Turn an npz of images (an 'images' (slices, rows, cols) array and a "
+                    "'subject' array, like knee_axial_rss.npz) into fastMRI HDF5 files with "
+                    "simulated multi-coil k-space, one file per subject, split by subject into "
+                    "train/ and val/ (or one folder with --split none).")
+    kset.add_argument("--images", required=True, help="input .npz with 'images' and 'subject'")
+    kset.add_argument("--out", required=True, help="output folder")
+    kset.add_argument("--coils", type=int, default=8, dest="num_coils")
+    kset.add_argument("--snr-db", type=float, default=30.0)
+    kset.add_argument("--seed", type=int, default=0)
+    kset.add_argument("--split", choices=["subject", "none"], default="subject")
+    kset.add_argument("--val-fraction", type=float, default=0.25)
+    kset.add_argument("--recon-size", type=int, nargs=2, default=[320, 320],
+                      metavar=("ROWS", "COLS"))
+    kset.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
@@ -49,4 +68,19 @@ def main(argv=None) -> int:
         print(f"{report['input']}: zero-filled {args.acceleration}x  NMSE {scores['nmse']:.4f}  "
               f"PSNR {scores['psnr_db']:.2f} dB  SSIM {scores['ssim']:.4f}")
         print(f"wrote {args.out}/figure.png and {args.out}/metrics.json")
+    if args.command == "data" and args.data_command == "make-kspace-set":
+        from ..io import make_kspace_set
+
+        try:
+            manifest = make_kspace_set(
+                args.images, args.out, num_coils=args.num_coils, snr_db=args.snr_db,
+                seed=args.seed, split=None if args.split == "none" else "subject",
+                val_fraction=args.val_fraction, recon_size=tuple(args.recon_size),
+                progress=not args.no_progress)
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            print(f"mskjax: error: {err}", file=sys.stderr)
+            return 2
+        counts = ", ".join(f"{name}: {len(subjects)} subjects"
+                           for name, subjects in manifest["splits"].items())
+        print(f"wrote {len(manifest['files'])} files to {args.out} ({counts})")
     return 0

@@ -1,0 +1,31 @@
+"""File formats and data sets: fastMRI HDF5, BART cfl, NIfTI, DICOM, data specs, loaders.
+
+Conventions:
+
+- Readers return numpy arrays on the host (I/O is not jitted); arrays keep the file's layout,
+  documented per format: fastMRI ``kspace`` ``(slices, coils, rows, cols)`` complex64, BART
+  arrays in their header's dimensions (Fortran order), NIfTI ``(x, y, z[, t])`` with the affine
+  in mm, DICOM series ``(slices, rows, cols)`` sorted along the slice normal.
+- Writers are atomic: they write a temporary file beside the target and rename it, so a failed
+  write leaves neither a partial file nor a changed target.
+- Errors name the function, the file, the key and the problem.
+- ``data_specs/`` holds one JSON spec per data set; :func:`validate` checks a file against one.
+"""
+
+from ._cfl import cfl_dims, read_cfl, write_cfl
+from ._dicom import (DicomImage, DicomSeries, DicomSeriesSummary, list_dicom_series, read_dicom,
+                     read_dicom_series)
+from ._fastmri import (FastMRIFile, FastMRIHeader, ismrmrd_header_xml, parse_ismrmrd_header,
+                       read_fastmri, write_fastmri)
+from ._kspace_set import make_kspace_set
+from ._loader import fastmri_batches, fastmri_slices
+from ._nifti import Volume, read_labels, read_nifti, write_nifti
+from ._validate import Mismatch, ValidationReport, load_spec, spec_names, validate
+
+__all__ = [
+    "read_fastmri", "write_fastmri", "FastMRIFile", "FastMRIHeader", "ismrmrd_header_xml",
+    "parse_ismrmrd_header", "read_cfl", "write_cfl", "cfl_dims", "read_nifti", "write_nifti",
+    "read_labels", "Volume", "read_dicom", "read_dicom_series", "list_dicom_series", "DicomImage",
+    "DicomSeries", "DicomSeriesSummary", "validate", "load_spec", "spec_names",
+    "ValidationReport", "Mismatch", "make_kspace_set", "fastmri_batches", "fastmri_slices",
+]

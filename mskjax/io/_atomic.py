@@ -1,0 +1,57 @@
+"""Atomic output: write to temporary names beside the targets, rename only on success.
+
+A writer that fails midway leaves neither a partial file nor a changed target behind, and the
+temporary files are removed. The temporary files are created with mode ``0o666`` less the
+umask, so the finished files get the permissions an ordinary ``open(path, "w")`` gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+
+def _create_beside(target: Path) -> Path:
+    """Create an empty, uniquely named file in the folder of ``target`` and return its path.
+
+    The name starts with a dot and keeps the target's suffix, so a format library that looks
+    at the suffix sees the right one.
+    """
+    for _ in range(100):
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp{target.suffix}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"cannot create a temporary file beside {target}")
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths):
+    """Yield one temporary path beside each of ``paths``; rename them onto ``paths`` on success.
+
+    The renames happen in the order of ``paths`` once the body has finished without error.
+    """
+    targets = [Path(p) for p in paths]
+    temps: list[Path] = []
+    try:
+        for target in targets:
+            temps.append(_create_beside(target))
+        yield tuple(temps)
+        for tmp, target in zip(temps, targets):
+            os.replace(tmp, target)
+    finally:
+        for tmp in temps:
+            if tmp.exists():
+                tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield one temporary path beside ``path``; rename it onto ``path`` on success."""
+    with atomic_paths(path) as (tmp,):
+        yield tmp
