@@ -1,32 +1,13 @@
-"""Atomic output files and reading images for the command line."""
+"""Output files and reading images for the command line."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-
-@contextlib.contextmanager
-def atomic_path(path: Path, suffix: str = ""):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
-
-    A failure leaves neither a partial file nor a changed ``path`` behind.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix or path.suffix,
-                               dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+from ..io._atomic import atomic_path
 
 
 def write_json(path: Path, obj) -> None:

@@ -16,11 +16,13 @@ from pathlib import Path
 def _create_beside(target: Path) -> Path:
     """Create an empty, uniquely named file in the folder of ``target`` and return its path.
 
-    The name starts with a dot and keeps the target's suffix, so a format library that looks
-    at the suffix sees the right one.
+    The name starts with a dot and ends with the target's full suffix (``.nii.gz``, not only
+    ``.gz``), so a format library that looks at the suffix (nibabel does) sees the right one.
     """
+    suffix = "".join(target.suffixes[-2:]) if target.name.endswith(".nii.gz") else target.suffix
+    stem = target.name[:len(target.name) - len(suffix)] if suffix else target.name
     for _ in range(100):
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp{target.suffix}")
+        tmp = target.with_name(f".{stem}.{secrets.token_hex(6)}.tmp{suffix}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:

@@ -19,16 +19,15 @@ Conventions:
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import os
-import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ._atomic import atomic_path
 
 _SUFFIXES = (".nii", ".nii.gz")
 _UNIT_TO_MM = {"meter": 1000.0, "mm": 1.0, "micron": 1e-3, "unknown": 1.0}
@@ -217,18 +216,6 @@ def read_labels(path, *, names: Mapping[int, str] | None = None) -> Volume:
     return Volume(array=array, affine=affine, voxel_size=voxel_size, path=path)
 
 
-@contextlib.contextmanager
-def _atomic_path(path: Path, suffix: str):
-    """Yield an unused temporary name beside ``path``; rename it onto ``path`` on success."""
-    tmp = path.with_name(f".{path.name[:-len(suffix)]}-{uuid.uuid4().hex[:12]}{suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-
-
 def write_nifti(path, array, *, affine=None, voxel_size=None) -> Path:
     """Write an array to a NIfTI-1 file, ``.nii`` or ``.nii.gz`` (gzip compressed).
 
@@ -303,7 +290,6 @@ def write_nifti(path, array, *, affine=None, voxel_size=None) -> Path:
             matrix[np.arange(n_spatial), np.arange(n_spatial)] = sizes
     img = nib.Nifti1Image(data, matrix, header=header)
     img.header.set_xyzt_units("mm")
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
-    with _atomic_path(path, suffix) as tmp:
+    with atomic_path(path) as tmp:
         img.to_filename(str(tmp))
     return path
