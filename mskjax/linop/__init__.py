@@ -1,7 +1,7 @@
 """Linear operators for MRI: a small algebra (``.H``, ``.N``, ``@``, ``*``, ``+``) over pytrees.
 
 See :class:`LinearOperator` for the conventions. Operators: :class:`Identity`, :class:`FFT`,
-:class:`Mask`, :class:`Coils`, :class:`Sense` and :class:`FiniteDifference`; the algebra's
+:class:`Mask`, :class:`Coils`, :class:`Sense`, :class:`SoftSense` and :class:`FiniteDifference`; the algebra's
 building blocks :class:`Adjoint`, :class:`Normal`, :class:`Compose`, :class:`Sum` and
 :class:`Scaled` are public so that ``isinstance`` checks and pytree paths read well.
 """
@@ -9,9 +9,9 @@ building blocks :class:`Adjoint`, :class:`Normal`, :class:`Compose`, :class:`Sum
 from ._base import (Adjoint, Compose, Identity, LinearOperator, Normal, Scaled, Sum,
                     static_field)
 from ._finite_difference import FiniteDifference
-from ._mri import FFT, Coils, Mask, Sense, apply_mask
+from ._mri import FFT, Coils, Mask, Sense, SoftSense, apply_mask
 
 __all__ = [
     "LinearOperator", "static_field", "Identity", "Adjoint", "Normal", "Compose", "Sum",
-    "Scaled", "FFT", "Mask", "Coils", "Sense", "FiniteDifference", "apply_mask",
+    "Scaled", "FFT", "Mask", "Coils", "Sense", "SoftSense", "FiniteDifference", "apply_mask",
 ]

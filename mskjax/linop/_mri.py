@@ -187,3 +187,38 @@ class Sense(LinearOperator):
             return jnp.sum(jnp.abs(self.maps) ** 2, axis=0).astype(x.dtype) * x
         k = _mask_normal(self.mask, fftnc(self.maps * x, axes=self.axes))
         return jnp.sum(jnp.conj(self.maps) * ifftnc(k, axes=self.axes), axis=0)
+
+
+class SoftSense(LinearOperator):
+    """SENSE with several sets of maps (soft-SENSE, as with ESPIRiT's two sets of maps).
+
+    ``A(x) = M F (sum_m S_m x_m)`` for an image ``x`` of shape ``(sets, *spatial)`` and maps
+    ``S`` of shape ``(sets, coils, *spatial)``: each set of maps multiplies its own image and the
+    coil images add up. With one set it equals :class:`Sense` on ``x[0]``.
+
+    Args:
+        maps: complex ``(sets, coils, *spatial)`` sensitivity maps.
+        mask: boolean or real weights broadcasting to ``(coils, *spatial)`` (keyword-only).
+    """
+
+    maps: jax.Array
+    mask: jax.Array | None
+    axes: tuple = static_field()
+
+    def __init__(self, maps, *, mask=None):
+        func = "mskjax.linop.SoftSense"
+        maps = as_array(maps, "maps", func)
+        check_ndim(maps, "maps", func, min_ndim=3, layout="(sets, coils, *spatial)")
+        maps = check_maps(maps, func)
+        if mask is not None:
+            mask = check_mask(mask, maps.shape[1:], func)
+        self._set(maps=maps, mask=mask, axes=tuple(range(1, maps.ndim - 1)),
+                  ishape=(maps.shape[0], *maps.shape[2:]), oshape=maps.shape[1:])
+
+    def _apply(self, x):
+        coil_images = jnp.sum(self.maps * x[:, None], axis=0)
+        return apply_mask(self.mask, fftnc(coil_images, axes=self.axes))
+
+    def _adjoint(self, y):
+        coil_images = ifftnc(apply_mask(self.mask, y), axes=self.axes)
+        return jnp.sum(jnp.conj(self.maps) * coil_images[None], axis=1)

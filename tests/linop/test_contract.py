@@ -34,6 +34,7 @@ CASES = {
         _maps((3, 6, 6)), mask=np.random.default_rng(3).random((6, 6)).astype(np.float32)),
     "sense_3d": lambda: linop.Sense(_maps((3, 4, 5, 6)),
                                     mask=np.random.default_rng(4).random((5, 6)) < 0.5),
+    "soft_sense_two_sets": lambda: linop.SoftSense(_maps((2, 3, 6, 5)), mask=_vec_mask(5)),
     "finite_difference_2d": lambda: linop.FiniteDifference((6, 5)),
     "finite_difference_3d_axes": lambda: linop.FiniteDifference((4, 5, 6), axes=(0, 2)),
     "compose_mask_fft_coils": lambda: (

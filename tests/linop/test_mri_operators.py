@@ -46,6 +46,21 @@ def test_sense_equals_its_factorisation():
     assert rel_err(op.N(x), composed.N(x)) < 1e-5
 
 
+def test_soft_sense_sums_the_sets_and_reduces_to_sense():
+    rng = np.random.default_rng(5)
+    maps = random_complex(rng, (2, 3, 8, 7))
+    mask = rng.random(7) < 0.6
+    x = random_complex(rng, (2, 8, 7))
+    op = linop.SoftSense(maps, mask=mask)
+    want = np.asarray(linop.Sense(maps[0], mask=mask)(x[0])) + np.asarray(
+        linop.Sense(maps[1], mask=mask)(x[1]))
+    assert rel_err(op(x), want) < 1e-6
+    one = linop.SoftSense(maps[:1], mask=mask)
+    assert rel_err(one(x[:1]), linop.Sense(maps[0], mask=mask)(x[0])) < 1e-6
+    with pytest.raises(ValueError, match=r"SoftSense: maps must be \(sets, coils, \*spatial\)"):
+        linop.SoftSense(maps[0, 0])
+
+
 def test_masked_entries_are_positive_zero():
     maps = -np.ones((2, 4, 4), np.complex64)
     mask = np.array([True, False, True, False])
