@@ -1,6 +1,9 @@
 """Reconstruction of undersampled MRI. Conventions: k-space ``(coils, *spatial)``, centred."""
 
+from ._cg_sense import cg_sense
+from ._grappa import grappa
 from ._result import Reconstruction
+from ._total_variation import total_variation
 from ._zero_filled import zero_filled
 
-__all__ = ["Reconstruction", "zero_filled"]
+__all__ = ["Reconstruction", "zero_filled", "cg_sense", "total_variation", "grappa"]
