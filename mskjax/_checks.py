@@ -103,10 +103,11 @@ def normalize_axes(axes, ndim: int, name: str, func: str) -> tuple[int, ...]:
     """Return ``axes`` as a tuple of distinct non-negative ints, validated against ``ndim``."""
     if isinstance(axes, numbers.Integral):
         axes = (axes,)
-    try:
-        out = tuple(int(a) for a in axes)
-    except TypeError:
+    if isinstance(axes, (str, bytes)) or not all(
+            isinstance(a, numbers.Integral) and not isinstance(a, bool)
+            for a in (axes if hasattr(axes, "__iter__") else [None])):
         raise TypeError(f"{func}: {name} must be an int or a sequence of ints, got {axes!r}")
+    out = tuple(int(a) for a in axes)
     for a in out:
         if not -ndim <= a < ndim:
             raise ValueError(f"{func}: {name} {axes!r} out of range for an array of rank {ndim}")

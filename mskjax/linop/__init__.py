@@ -10,8 +10,10 @@ from ._base import (Adjoint, Compose, Identity, LinearOperator, Normal, Scaled, 
                     static_field)
 from ._finite_difference import FiniteDifference
 from ._mri import FFT, Coils, Mask, Sense, SoftSense, apply_mask
+from ._wavelet import Wavelet
 
 __all__ = [
     "LinearOperator", "static_field", "Identity", "Adjoint", "Normal", "Compose", "Sum",
     "Scaled", "FFT", "Mask", "Coils", "Sense", "SoftSense", "FiniteDifference", "apply_mask",
+    "Wavelet",
 ]

@@ -46,6 +46,9 @@ CASES = {
     "adjoint_of_sense": lambda: linop.Sense(_maps((3, 6, 5)), mask=_vec_mask(5)).H,
     "normal_of_sense": lambda: linop.Sense(_maps((3, 6, 5)), mask=_vec_mask(5)).N,
     "finite_difference_normal": lambda: linop.FiniteDifference((6, 5)).N,
+    "wavelet_2d_db4_padded": lambda: linop.Wavelet((30, 29), wavelet="db4"),
+    "wavelet_3d_db2_axes": lambda: linop.Wavelet((3, 13, 12), wavelet="db2", axes=(1, 2)),
+    "wavelet_1d_haar": lambda: linop.Wavelet((11,), wavelet="haar"),
 }
 
 
