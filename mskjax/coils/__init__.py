@@ -17,11 +17,12 @@ static) and ``vmap``, and :func:`rss` and :func:`normalize_maps` are safe under 
 """
 
 from ._compress import coil_compress, coil_compression_matrix
+from ._espirit import espirit
 from ._normalize import normalize_maps
 from ._rss import rss
 from ._simulate import birdcage_maps, gaussian_maps
 
 __all__ = [
     "rss", "normalize_maps", "birdcage_maps", "gaussian_maps", "coil_compress",
-    "coil_compression_matrix",
+    "coil_compression_matrix", "espirit",
 ]
