@@ -21,7 +21,8 @@ def cg_sense(kspace, maps, *, mask=None, lamda=0.0, max_iter=30, tol=0.0):
     Args:
         kspace: complex ``(coils, *spatial)`` k-space (1 to 3 spatial axes), zero where not
             sampled.
-        maps: complex ``(coils, *spatial)`` sensitivity maps.
+        maps: complex ``(coils, *spatial)`` sensitivity maps, or ``(sets, coils, *spatial)``
+            for several sets (soft-SENSE); the image is then ``(sets, *spatial)``.
         mask: boolean or real weights broadcasting to the k-space (keyword-only); default: the
             locations where any coil is nonzero.
         lamda: Tikhonov weight ``>= 0``.

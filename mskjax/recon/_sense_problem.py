@@ -3,6 +3,9 @@
 ``A = M F S``: coil maps ``S`` ``(coils, *spatial)``, the centred orthonormal FFT ``F`` over
 the spatial axes and a mask ``M`` broadcasting to the k-space. Without a mask, the sampled
 locations are those where any coil's k-space is nonzero (the rule of sigpy's ``SenseRecon``).
+With several sets of maps ``(sets, coils, *spatial)`` (ESPIRiT's soft-SENSE,
+:class:`mskjax.linop.SoftSense`) the image is ``(sets, *spatial)`` and the sets' coil images
+add up.
 
 The solvers iterate in the *shifted* domain: with ``P = ifftshift`` over the spatial axes,
 ``P A P^-1`` uses plain (uncentred) FFTs, the shifted maps ``P S`` and the shifted mask ``P M``,
@@ -26,25 +29,48 @@ class ShiftedSense(NamedTuple):
     """``A`` in the shifted domain; all arrays already ``ifftshift``-ed over the spatial axes."""
 
     kspace: jax.Array  # (coils, *spatial) P M y
-    maps: jax.Array  # (coils, *spatial) P S
+    maps: jax.Array  # (coils, *spatial) or (sets, coils, *spatial), P S
     mask: jax.Array  # broadcasts to (coils, *spatial), P M
-    axes: tuple
+    axes: tuple  # the spatial axes of the k-space
+    sets: bool  # several sets of maps
+
+    @property
+    def image_shape(self) -> tuple:
+        return self.maps.shape[:1] + self.maps.shape[2:] if self.sets else self.maps.shape[1:]
+
+    @property
+    def image_axes(self) -> tuple:
+        """The spatial axes of the image, counted from the end."""
+        return tuple(range(-len(self.axes), 0))
+
+    def _coil_images(self, x):
+        return jnp.sum(self.maps * x[:, None], axis=0) if self.sets else self.maps * x
+
+    def _combine(self, coil_images):
+        if self.sets:
+            return jnp.sum(jnp.conj(self.maps) * coil_images[None], axis=1)
+        return jnp.sum(jnp.conj(self.maps) * coil_images, axis=0)
 
     def forward(self, x):
-        return apply_mask(self.mask, jnp.fft.fftn(self.maps * x, axes=self.axes, norm="ortho"))
+        k = jnp.fft.fftn(self._coil_images(x), axes=self.axes, norm="ortho")
+        return apply_mask(self.mask, k)
 
     def adjoint(self, y):
         coil_images = jnp.fft.ifftn(apply_mask(self.mask, y), axes=self.axes, norm="ortho")
-        return jnp.sum(jnp.conj(self.maps) * coil_images, axis=0)
+        return self._combine(coil_images)
 
     def normal(self, x):
-        k = _mask_normal(self.mask, jnp.fft.fftn(self.maps * x, axes=self.axes, norm="ortho"))
-        return jnp.sum(jnp.conj(self.maps) * jnp.fft.ifftn(k, axes=self.axes, norm="ortho"),
-                       axis=0)
+        k = jnp.fft.fftn(self._coil_images(x), axes=self.axes, norm="ortho")
+        k = _mask_normal(self.mask, k)
+        return self._combine(jnp.fft.ifftn(k, axes=self.axes, norm="ortho"))
+
+    def shift(self, x):
+        """Into the shifted image domain (``ifftshift`` over the image's spatial axes)."""
+        return jnp.fft.ifftshift(x, axes=self.image_axes)
 
     def unshift(self, x):
-        """Back from the shifted image domain: ``(*spatial)`` centred image."""
-        return jnp.fft.fftshift(x, axes=tuple(a - 1 for a in self.axes))
+        """Back from the shifted image domain to the centred image."""
+        return jnp.fft.fftshift(x, axes=self.image_axes)
 
 
 def sense_problem(kspace, maps, mask, func) -> ShiftedSense:
@@ -58,7 +84,13 @@ def sense_problem(kspace, maps, mask, func) -> ShiftedSense:
     check_finite(kspace, "kspace", func)
     maps = as_array(maps, "maps", func)
     check_complex(maps, "maps", func)
-    check_shape(maps, kspace.shape, "maps", func, layout="(the k-space shape)")
+    sets = maps.ndim == kspace.ndim + 1
+    if sets:
+        check_shape(maps, (maps.shape[0], *kspace.shape), "maps", func,
+                    layout="(sets, *kspace.shape)")
+    else:
+        check_shape(maps, kspace.shape, "maps", func,
+                    layout="(the k-space shape, or (sets, *kspace.shape))")
     check_finite(maps, "maps", func)
     kspace, maps = jnp.asarray(kspace), jnp.asarray(maps).astype(kspace.dtype)
     if mask is None:
@@ -70,9 +102,10 @@ def sense_problem(kspace, maps, mask, func) -> ShiftedSense:
     mask_axes = tuple(j for j in range(mask.ndim) if j + offset >= 1)
     return ShiftedSense(
         kspace=jnp.fft.ifftshift(apply_mask(mask, kspace), axes=axes),
-        maps=jnp.fft.ifftshift(maps, axes=axes),
+        maps=jnp.fft.ifftshift(maps, axes=tuple(a + sets for a in axes)),
         mask=jnp.fft.ifftshift(mask, axes=mask_axes),
         axes=axes,
+        sets=sets,
     )
 
 

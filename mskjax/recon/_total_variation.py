@@ -34,7 +34,8 @@ def total_variation(kspace, maps, *, mask=None, lamda, max_iter=100, power_iter=
 
     Args:
         kspace: complex ``(coils, *spatial)`` k-space, zero where not sampled.
-        maps: complex ``(coils, *spatial)`` sensitivity maps.
+        maps: complex ``(coils, *spatial)`` sensitivity maps, or ``(sets, coils, *spatial)``
+            for several sets (soft-SENSE; each set's image is regularised on its own).
         mask: boolean or real weights broadcasting to the k-space (keyword-only); default: the
             locations where any coil is nonzero.
         lamda: regularisation weight ``>= 0``.
@@ -51,10 +52,10 @@ def total_variation(kspace, maps, *, mask=None, lamda, max_iter=100, power_iter=
         check_interval(lamda, "lamda", func, low=0, low_open=False)
     problem = sense_problem(kspace, maps, mask, func)
     y = problem.kspace
-    axes = tuple(a - 1 for a in problem.axes)
+    axes = problem.image_axes
     real = jnp.finfo(y.dtype).dtype
     lamda = jnp.asarray(lamda, real)
-    x0 = jnp.zeros(y.shape[1:], y.dtype)
+    x0 = jnp.zeros(problem.image_shape, y.dtype)
 
     start = jax.random.normal(jax.random.key(0), x0.shape, x0.dtype)
     lipschitz = power_iteration(problem.normal, start, power_iter)
