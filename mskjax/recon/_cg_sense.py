@@ -15,7 +15,7 @@ def cg_sense(kspace, maps, *, mask=None, lamda=0.0, max_iter=30, tol=0.0):
 
     Minimises ``1/2 ||A x - y||^2 + lamda/2 ||x||^2`` with ``A = M F S`` by solving
     ``(A^H A + lamda I) x = A^H y`` from ``x = 0``, as ``sigpy.mri.app.SenseRecon`` does. The
-    iterations run in the shifted domain (see :mod:`mskjax.recon._sense_problem`), two FFTs of
+    iterations use plain FFTs (see :mod:`mskjax.recon._sense_problem`), two FFTs of
     the coil images each.
 
     Args:
@@ -78,5 +78,5 @@ def cg_sense(kspace, maps, *, mask=None, lamda=0.0, max_iter=30, tol=0.0):
     else:
         state = jax.lax.while_loop(keep_going, step, state)
     iterations, x, _, _, rr, history = state
-    return Reconstruction(image=problem.unshift(x), iterations=iterations, history=history,
+    return Reconstruction(image=x, iterations=iterations, history=history,
                           converged=rr <= threshold)

@@ -64,14 +64,12 @@ def l1_wavelet(kspace, maps, *, mask=None, lamda, max_iter=30, wavelet="db4", le
     b = problem.adjoint(y)
 
     def prox(v):
-        # The wavelet transform acts on the centred image; the iterate lives in the shifted one.
-        coefficients = transform(problem.unshift(v))
-        return problem.shift(transform.H(soft_threshold(coefficients, step_size * lamda)))
+        return transform.H(soft_threshold(transform(v), step_size * lamda))
 
     def objective(x):
         residual = problem.forward(x) - y
         return (0.5 * jnp.real(jnp.vdot(residual, residual))
-                + lamda * jnp.sum(jnp.abs(transform(problem.unshift(x)))))
+                + lamda * jnp.sum(jnp.abs(transform(x))))
 
     def step(state, _):
         x, z, t = state
@@ -82,5 +80,5 @@ def l1_wavelet(kspace, maps, *, mask=None, lamda, max_iter=30, wavelet="db4", le
 
     state = (x0, x0, jnp.asarray(1.0, real))
     (x, _, _), history = jax.lax.scan(step, state, None, length=max_iter)
-    return Reconstruction(image=problem.unshift(x), iterations=jnp.int32(max_iter),
+    return Reconstruction(image=x, iterations=jnp.int32(max_iter),
                           history=history.astype(real), converged=jnp.bool_(False))

@@ -7,11 +7,12 @@ With several sets of maps ``(sets, coils, *spatial)`` (ESPIRiT's soft-SENSE,
 :class:`mskjax.linop.SoftSense`) the image is ``(sets, *spatial)`` and the sets' coil images
 add up.
 
-The solvers iterate in the *shifted* domain: with ``P = ifftshift`` over the spatial axes,
-``P A P^-1`` uses plain (uncentred) FFTs, the shifted maps ``P S`` and the shifted mask ``P M``,
-because ``fftshift(fftn(ifftshift(.)))`` is a permutation on either side of an FFT. The
-permutations are applied once to the data and once to the result instead of four times per
-iteration; for odd sizes too, since only ``P`` and its inverse appear.
+The solvers keep the image centred and use plain (uncentred) FFTs. With ``P = ifftshift``
+over the spatial axes, ``F_c = fftshift(fftn(ifftshift(.)))`` equals ``P^-1 diag(psi) F`` where
+``psi_k = exp(2 pi i k (n // 2) / n)`` per axis (the shift theorem; ``(-1)^k`` for even ``n``),
+and the data term ``||M (F_c S x - y)||`` equals ``||P M (F S x - conj(psi) P y)||`` because ``P``
+is a permutation and ``|psi| = 1``. So the k-space is permuted and modulated once, the mask
+permuted once, and no iteration shifts anything, for odd sizes as well.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from ..linop._mri import _mask_normal, apply_mask, check_mask
 
 
 class ShiftedSense(NamedTuple):
-    """``A`` in the shifted domain; all arrays already ``ifftshift``-ed over the spatial axes."""
+    """``A`` with plain FFTs: the k-space and mask permuted (and modulated) once."""
 
-    kspace: jax.Array  # (coils, *spatial) P M y
-    maps: jax.Array  # (coils, *spatial) or (sets, coils, *spatial), P S
+    kspace: jax.Array  # (coils, *spatial) conj(psi) P M y
+    maps: jax.Array  # (coils, *spatial) or (sets, coils, *spatial), unchanged
     mask: jax.Array  # broadcasts to (coils, *spatial), P M
     axes: tuple  # the spatial axes of the k-space
     sets: bool  # several sets of maps
@@ -64,14 +65,6 @@ class ShiftedSense(NamedTuple):
         k = _mask_normal(self.mask, k)
         return self._combine(jnp.fft.ifftn(k, axes=self.axes, norm="ortho"))
 
-    def shift(self, x):
-        """Into the shifted image domain (``ifftshift`` over the image's spatial axes)."""
-        return jnp.fft.ifftshift(x, axes=self.image_axes)
-
-    def unshift(self, x):
-        """Back from the shifted image domain to the centred image."""
-        return jnp.fft.fftshift(x, axes=self.image_axes)
-
 
 def sense_problem(kspace, maps, mask, func) -> ShiftedSense:
     """Validate ``(kspace, maps, mask)`` and return the shifted SENSE problem."""
@@ -100,9 +93,14 @@ def sense_problem(kspace, maps, mask, func) -> ShiftedSense:
     axes = tuple(range(1, kspace.ndim))
     offset = kspace.ndim - mask.ndim
     mask_axes = tuple(j for j in range(mask.ndim) if j + offset >= 1)
+    psi = jnp.ones((), kspace.dtype)
+    for axis in axes:
+        n = kspace.shape[axis]
+        phase = jnp.exp(2j * jnp.pi * jnp.arange(n) * (n // 2) / n).astype(kspace.dtype)
+        psi = psi * phase.reshape((n,) + (1,) * (kspace.ndim - 1 - axis))
     return ShiftedSense(
-        kspace=jnp.fft.ifftshift(apply_mask(mask, kspace), axes=axes),
-        maps=jnp.fft.ifftshift(maps, axes=tuple(a + sets for a in axes)),
+        kspace=jnp.conj(psi) * jnp.fft.ifftshift(apply_mask(mask, kspace), axes=axes),
+        maps=maps,
         mask=jnp.fft.ifftshift(mask, axes=mask_axes),
         axes=axes,
         sets=sets,

@@ -78,5 +78,5 @@ def total_variation(kspace, maps, *, mask=None, lamda, max_iter=100, power_iter=
 
     state = (x0, jnp.zeros((len(axes), *x0.shape), y.dtype), -y)
     (x, _, _), history = jax.lax.scan(step, state, None, length=max_iter)
-    return Reconstruction(image=problem.unshift(x), iterations=jnp.int32(max_iter),
+    return Reconstruction(image=x, iterations=jnp.int32(max_iter),
                           history=history.astype(real), converged=jnp.bool_(False))
