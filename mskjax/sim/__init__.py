@@ -1,5 +1,57 @@
-"""Simulated data: a built-in 2D knee cross-section for demos and tests."""
+"""Simulated data: a procedural 3D knee phantom with exact labels, MR contrasts from the signal
+equations, pathologies with ground-truth masks, AP radiographs with osteoarthritis grades, and a
+built-in 2D knee cross-section for demos.
 
+Conventions (see ``mskjax.sim._phantom``): phantom volumes are ``(left-right,
+superior-inferior, anterior-posterior)``, lengths in mm, times in ms, angles in degrees, images
+float32, labels int32.
+"""
+
+from ._anatomy import JOINT_GAP_MM, KL_GRADE_TABLE, KneeAnatomy
+from ._contrast import (CONTRASTS, fast_spin_echo, multi_echo_spin_echo, qdess, render,
+                        spoiled_gradient_echo, t1rho_prepared)
+from ._geometry import KNEE_LABELS
 from ._knee_section import TISSUE_INTENSITY, knee_section
+from ._kspace import SimulatedKspace, simulate_kspace, smooth_phase
+from ._pathology import (DEFAULT_PATHOLOGY_PROBABILITIES, MENISCAL_TEAR_KINDS, PATHOLOGY_SITES,
+                         KneePathology)
+from ._phantom import AXES, KneePhantom, knee_phantom
+from ._radiograph import KneeRadiograph, knee_radiograph
+from ._tissues import (FAT_RELAXATION, LESION_RIM_CHANGE, OEDEMA_CHANGE, TISSUE_PARAMETERS,
+                       TissueMaps, tissue_maps)
+from ._xray import ATTENUATION_PER_CM
 
-__all__ = ["knee_section", "TISSUE_INTENSITY"]
+__all__ = [
+    "simulate_kspace",
+    "SimulatedKspace",
+    "smooth_phase",
+    "knee_section",
+    "TISSUE_INTENSITY",
+    "knee_phantom",
+    "KneePhantom",
+    "KneeAnatomy",
+    "KneePathology",
+    "KNEE_LABELS",
+    "AXES",
+    "KL_GRADE_TABLE",
+    "JOINT_GAP_MM",
+    "PATHOLOGY_SITES",
+    "DEFAULT_PATHOLOGY_PROBABILITIES",
+    "MENISCAL_TEAR_KINDS",
+    "TISSUE_PARAMETERS",
+    "FAT_RELAXATION",
+    "OEDEMA_CHANGE",
+    "LESION_RIM_CHANGE",
+    "TissueMaps",
+    "tissue_maps",
+    "CONTRASTS",
+    "render",
+    "spoiled_gradient_echo",
+    "fast_spin_echo",
+    "multi_echo_spin_echo",
+    "qdess",
+    "t1rho_prepared",
+    "knee_radiograph",
+    "KneeRadiograph",
+    "ATTENUATION_PER_CM",
+]
