@@ -20,21 +20,28 @@ def test_demo_default_writes_figure_and_metrics(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["figure.png", "metrics.json"]
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((out / "metrics.json").read_text())
-    assert report["coils"] == 8 and report["shape"] == [320, 256]
+    assert report["coils"] == 8 and report["shape"] == [320, 320]
+    assert report["input"].startswith("simulated knee (phantom seed 0), sagittal")
     mask = report["mask"]
-    # fastMRI equispaced: 20 centre lines (round(256 * 0.08)) plus every 4th line.
-    assert mask["num_low_frequencies"] == 20
+    # fastMRI equispaced: 26 centre lines (round(320 * 0.08)) plus every 4th line.
+    assert mask["num_low_frequencies"] == 26
     assert 0.25 < mask["sampled_fraction"] < 0.35
-    scores = report["metrics"]["zero_filled"]
-    assert 0 < scores["nmse"] < 0.2 and 15 < scores["psnr_db"] < 35 and 0.3 < scores["ssim"] < 0.95
-    assert "PSNR" in capsys.readouterr().out
+    scores = report["metrics"]
+    assert list(scores) == ["zero-filled", "CG-SENSE", "L1-wavelet"]
+    zf, cg, l1 = (scores[name] for name in scores)
+    assert 0 < zf["nmse"] < 0.2 and 15 < zf["psnr_db"] < 35 and 0.3 < zf["ssim"] < 0.95
+    # Parallel imaging and compressed sensing beat zero filling by a clear margin.
+    assert cg["nmse"] < 0.7 * zf["nmse"] and l1["nmse"] < 0.4 * zf["nmse"]
+    assert l1["psnr_db"] > zf["psnr_db"] + 4 and l1["ssim"] > zf["ssim"]
+    out_text = capsys.readouterr().out
+    assert "L1-wavelet" in out_text and "PSNR" in out_text
 
 
 def test_demo_less_undersampling_scores_better(tmp_path):
     _, out2 = run(tmp_path / "a", "--acceleration", "2", "--coils", "4")
     _, out8 = run(tmp_path / "b", "--acceleration", "8", "--coils", "4")
-    s2 = json.loads((out2 / "metrics.json").read_text())["metrics"]["zero_filled"]
-    s8 = json.loads((out8 / "metrics.json").read_text())["metrics"]["zero_filled"]
+    s2 = json.loads((out2 / "metrics.json").read_text())["metrics"]["zero-filled"]
+    s8 = json.loads((out8 / "metrics.json").read_text())["metrics"]["zero-filled"]
     assert s2["psnr_db"] > s8["psnr_db"] + 3
     assert s2["ssim"] > s8["ssim"]
 
@@ -45,8 +52,9 @@ def test_demo_on_real_knee(tmp_path, shared_data):
     assert code == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["input"] == "knee_axial_rss.npz['images'][5]"
-    scores = report["metrics"]["zero_filled"]
+    scores = report["metrics"]["zero-filled"]
     assert 25 < scores["psnr_db"] < 45 and 0.6 < scores["ssim"] < 0.99
+    assert report["metrics"]["L1-wavelet"]["nmse"] < scores["nmse"]
 
 
 def test_demo_bad_input(tmp_path, capsys):
