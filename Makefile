@@ -30,6 +30,7 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/operator_speed.py
+	$(BIN)/python benchmarks/recon_speed.py
 
 clean:
 	rm -rf $(VENV) mskjax-demo .pytest_cache

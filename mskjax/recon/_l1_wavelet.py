@@ -63,22 +63,30 @@ def l1_wavelet(kspace, maps, *, mask=None, lamda, max_iter=30, wavelet="db4", le
     step_size = 1 / power_iteration(problem.normal, start, power_iter)
     b = problem.adjoint(y)
 
+    y_norm2 = jnp.real(jnp.vdot(y, y))
+
     def prox(v):
         return transform.H(soft_threshold(transform(v), step_size * lamda))
 
-    def objective(x):
-        residual = problem.forward(x) - y
-        return (0.5 * jnp.real(jnp.vdot(residual, residual))
-                + lamda * jnp.sum(jnp.abs(transform(x))))
+    def objective(x, normal_x):
+        # ||A x - y||^2 = <x, N x> - 2 Re<x, A^H y> + ||y||^2, from the N x the next step needs.
+        data = jnp.real(jnp.vdot(x, normal_x)) - 2 * jnp.real(jnp.vdot(x, b)) + y_norm2
+        return 0.5 * data + lamda * jnp.sum(jnp.abs(transform(x)))
 
     def step(state, _):
-        x, z, t = state
-        x_new = prox(z - step_size * (problem.normal(z) - b))
+        # FISTA; N is linear, so N z follows from N x and N x_prev: one normal per iteration.
+        # z_k = x_k + (t_{k-1} - 1) / t_k (x_k - x_{k-1}), t_{k+1} = (1 + sqrt(1 + 4 t_k^2)) / 2.
+        x, x_prev, normal_x, normal_prev, t_prev, t = state
+        momentum = (t_prev - 1) / t
+        z = x + momentum * (x - x_prev)
+        normal_z = normal_x + momentum * (normal_x - normal_prev)
+        x_new = prox(z - step_size * (normal_z - b))
+        normal_new = problem.normal(x_new)
         t_new = (1 + jnp.sqrt(1 + 4 * t * t)) / 2
-        z = x_new + ((t - 1) / t_new) * (x_new - x)
-        return (x_new, z, t_new), objective(x_new)
+        return (x_new, x, normal_new, normal_x, t, t_new), objective(x_new, normal_new)
 
-    state = (x0, x0, jnp.asarray(1.0, real))
-    (x, _, _), history = jax.lax.scan(step, state, None, length=max_iter)
+    one = jnp.asarray(1.0, real)
+    state = (x0, x0, x0, x0, one, one)
+    (x, *_), history = jax.lax.scan(step, state, None, length=max_iter)
     return Reconstruction(image=x, iterations=jnp.int32(max_iter),
                           history=history.astype(real), converged=jnp.bool_(False))

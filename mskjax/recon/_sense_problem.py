@@ -13,6 +13,11 @@ over the spatial axes, ``F_c = fftshift(fftn(ifftshift(.)))`` equals ``P^-1 diag
 and the data term ``||M (F_c S x - y)||`` equals ``||P M (F S x - conj(psi) P y)||`` because ``P``
 is a permutation and ``|psi| = 1``. So the k-space is permuted and modulated once, the mask
 permuted once, and no iteration shifts anything, for odd sizes as well.
+
+The normal operator ``A^H A = S^H F^H M F S`` needs no FFT along a spatial axis on which the
+mask is constant (a fastMRI mask, a ``(cols,)`` vector, is constant along the readout): there
+``F_a^H`` and ``F_a`` meet and cancel. :meth:`ShiftedSense.normal` transforms only the axes on
+which the mask varies, which halves the FFT work of CG-SENSE and FISTA for 1D undersampling.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class ShiftedSense(NamedTuple):
     mask: jax.Array  # broadcasts to (coils, *spatial), P M
     axes: tuple  # the spatial axes of the k-space
     sets: bool  # several sets of maps
+    normal_axes: tuple  # the spatial axes along which the mask varies
 
     @property
     def image_shape(self) -> tuple:
@@ -61,9 +67,12 @@ class ShiftedSense(NamedTuple):
         return self._combine(coil_images)
 
     def normal(self, x):
-        k = jnp.fft.fftn(self._coil_images(x), axes=self.axes, norm="ortho")
+        coil_images = self._coil_images(x)
+        if not self.normal_axes:  # the mask is constant over the image: F^H M F = M
+            return self._combine(_mask_normal(self.mask, coil_images))
+        k = jnp.fft.fftn(coil_images, axes=self.normal_axes, norm="ortho")
         k = _mask_normal(self.mask, k)
-        return self._combine(jnp.fft.ifftn(k, axes=self.axes, norm="ortho"))
+        return self._combine(jnp.fft.ifftn(k, axes=self.normal_axes, norm="ortho"))
 
 
 def sense_problem(kspace, maps, mask, func) -> ShiftedSense:
@@ -93,6 +102,7 @@ def sense_problem(kspace, maps, mask, func) -> ShiftedSense:
     axes = tuple(range(1, kspace.ndim))
     offset = kspace.ndim - mask.ndim
     mask_axes = tuple(j for j in range(mask.ndim) if j + offset >= 1)
+    normal_axes = tuple(j + offset for j in mask_axes if mask.shape[j] > 1)
     psi = jnp.ones((), kspace.dtype)
     for axis in axes:
         n = kspace.shape[axis]
@@ -104,6 +114,7 @@ def sense_problem(kspace, maps, mask, func) -> ShiftedSense:
         mask=jnp.fft.ifftshift(mask, axes=mask_axes),
         axes=axes,
         sets=sets,
+        normal_axes=normal_axes,
     )
 
 

@@ -64,19 +64,23 @@ def total_variation(kspace, maps, *, mask=None, lamda, max_iter=100, power_iter=
     tau = 1.0 / (1.01 * (lipschitz / 2 + sigma * gradient_norm2))
     safe_lamda = jnp.where(lamda > 0, lamda, 1)
 
-    def objective(x, residual):
-        return (0.5 * jnp.real(jnp.vdot(residual, residual))
-                + lamda * jnp.sum(jnp.abs(_gradient(x, axes))))
+    b = problem.adjoint(y)
+    y_norm2 = jnp.real(jnp.vdot(y, y))
+
+    def objective(x, normal_x):
+        # ||A x - y||^2 = <x, N x> - 2 Re<x, A^H y> + ||y||^2, from the N x the next step needs.
+        data = jnp.real(jnp.vdot(x, normal_x)) - 2 * jnp.real(jnp.vdot(x, b)) + y_norm2
+        return 0.5 * data + lamda * jnp.sum(jnp.abs(_gradient(x, axes)))
 
     def step(state, _):
-        x, v, residual = state
-        x_new = x - tau * (problem.adjoint(residual) + _gradient_adjoint(v, axes))
+        x, v, normal_x = state
+        x_new = x - tau * (normal_x - b + _gradient_adjoint(v, axes))
         v = v + sigma * _gradient(2 * x_new - x, axes)
         v = v / jnp.maximum(1, jnp.abs(v) / safe_lamda) * (lamda > 0)
-        residual = problem.forward(x_new) - y
-        return (x_new, v, residual), objective(x_new, residual)
+        normal_new = problem.normal(x_new)
+        return (x_new, v, normal_new), objective(x_new, normal_new)
 
-    state = (x0, jnp.zeros((len(axes), *x0.shape), y.dtype), -y)
+    state = (x0, jnp.zeros((len(axes), *x0.shape), y.dtype), x0)
     (x, _, _), history = jax.lax.scan(step, state, None, length=max_iter)
     return Reconstruction(image=x, iterations=jnp.int32(max_iter),
                           history=history.astype(real), converged=jnp.bool_(False))

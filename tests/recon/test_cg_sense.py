@@ -74,6 +74,23 @@ def test_tikhonov_shrinks_and_gradients_flow():
     assert np.isfinite(grad(0.1))
 
 
+@pytest.mark.parametrize("mask_shape", [(9,), (12, 1), (12, 9), (4, 12, 9)])
+def test_normal_skips_ffts_only_along_axes_where_the_mask_is_constant(mask_shape):
+    from mskjax.recon._sense_problem import sense_problem
+
+    rng = np.random.default_rng(3)
+    kspace = (rng.standard_normal((4, 12, 9)) + 1j * rng.standard_normal((4, 12, 9)))
+    maps = (rng.standard_normal((4, 12, 9)) + 1j * rng.standard_normal((4, 12, 9)))
+    x = (rng.standard_normal((12, 9)) + 1j * rng.standard_normal((12, 9))).astype(np.complex64)
+    mask = rng.random(mask_shape) < 0.5
+    problem = sense_problem(kspace.astype(np.complex64), maps.astype(np.complex64), mask, "f")
+    want = {(9,): (2,), (12, 1): (1,), (12, 9): (1, 2), (4, 12, 9): (1, 2)}[mask_shape]
+    assert problem.normal_axes == want
+    assert rel(problem.normal(x), problem.adjoint(problem.forward(x))) < 1e-5
+    # and it is the SENSE normal operator of mskjax.linop
+    assert rel(problem.normal(x), Sense(maps.astype(np.complex64), mask=mask).N(x)) < 1e-5
+
+
 @pytest.mark.parametrize("kwargs,error,message", [
     (dict(maps=np.ones((2, 8, 8), np.complex64)), ValueError,
      r"maps must have shape \(4, 8, 8\)"),
