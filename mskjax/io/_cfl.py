@@ -140,7 +140,7 @@ def write_cfl(name, array) -> Path:
         raise TypeError(f"{_WRITE}: array must be an array, got {type(array).__name__}")
     array = np.asarray(array)
     if array.dtype not in _EXACT:
-        hint = (f"; convert explicitly, e.g. array.astype(np.complex64)"
+        hint = ("; convert explicitly, e.g. array.astype(np.complex64)"
                 if array.dtype.kind in "fc" else "")
         raise TypeError(f"{_WRITE}: array must be complex64 or a dtype complex64 holds "
                         f"exactly ({', '.join(str(t) for t in _EXACT[:-1])}), got "

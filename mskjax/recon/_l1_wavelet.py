@@ -5,10 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._checks import check_interval, check_positive_int
 from ..linop._wavelet import Wavelet
 from ._result import Reconstruction
-from ._sense_problem import power_iteration, sense_problem
+from ._sense_problem import regularised_problem
 
 
 def soft_threshold(x, threshold):
@@ -46,32 +45,21 @@ def l1_wavelet(kspace, maps, *, mask=None, lamda, max_iter=30, wavelet="db4", le
     Returns:
         :class:`Reconstruction` with ``history`` the objective after each iteration.
     """
-    func = "mskjax.recon.l1_wavelet"
-    check_positive_int(max_iter, "max_iter", func)
-    check_positive_int(power_iter, "power_iter", func)
-    if not isinstance(lamda, jax.core.Tracer):
-        check_interval(lamda, "lamda", func, low=0, low_open=False)
-    problem = sense_problem(kspace, maps, mask, func)
-    y = problem.kspace
-    real = jnp.finfo(y.dtype).dtype
-    lamda = jnp.asarray(lamda, real)
+    setup = regularised_problem(kspace, maps, mask, lamda=lamda, max_iter=max_iter,
+                                power_iter=power_iter, func="mskjax.recon.l1_wavelet")
+    problem, lamda, b = setup.problem, setup.lamda, setup.adjoint_data
+    real = lamda.dtype
     shape = problem.image_shape
     transform = Wavelet(shape, wavelet=wavelet, levels=levels,
                         axes=tuple(range(len(shape) - len(problem.axes), len(shape))))
-    x0 = jnp.zeros(shape, y.dtype)
-    start = jax.random.normal(jax.random.key(0), shape, y.dtype)
-    step_size = 1 / power_iteration(problem.normal, start, power_iter)
-    b = problem.adjoint(y)
-
-    y_norm2 = jnp.real(jnp.vdot(y, y))
+    x0 = jnp.zeros(shape, b.dtype)
+    step_size = 1 / setup.lipschitz
 
     def prox(v):
         return transform.H(soft_threshold(transform(v), step_size * lamda))
 
     def objective(x, normal_x):
-        # ||A x - y||^2 = <x, N x> - 2 Re<x, A^H y> + ||y||^2, from the N x the next step needs.
-        data = jnp.real(jnp.vdot(x, normal_x)) - 2 * jnp.real(jnp.vdot(x, b)) + y_norm2
-        return 0.5 * data + lamda * jnp.sum(jnp.abs(transform(x)))
+        return setup.half_residual_norm2(x, normal_x) + lamda * jnp.sum(jnp.abs(transform(x)))
 
     def step(state, _):
         # FISTA; N is linear, so N z follows from N x and N x_prev: one normal per iteration.

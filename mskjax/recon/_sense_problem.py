@@ -27,7 +27,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._checks import as_array, check_complex, check_finite, check_ndim, check_shape
+from .._checks import (as_array, check_complex, check_finite, check_interval, check_ndim,
+                       check_positive_int, check_shape)
 from ..linop._mri import _mask_normal, apply_mask, check_mask
 
 
@@ -127,3 +128,33 @@ def power_iteration(operator, x0, num_iter):
 
     x, _ = jax.lax.scan(step, x0 / jnp.linalg.norm(x0), None, length=num_iter)
     return jnp.real(jnp.vdot(x, operator(x))) / jnp.real(jnp.vdot(x, x))
+
+
+class Regularised(NamedTuple):
+    """What a regularised solver (FISTA, primal-dual) needs besides its regulariser."""
+
+    problem: ShiftedSense
+    lamda: jax.Array  # real scalar
+    lipschitz: jax.Array  # ||A||^2 by power iteration
+    adjoint_data: jax.Array  # A^H y, the image shape
+    data_norm2: jax.Array  # ||y||^2
+
+    def half_residual_norm2(self, x, normal_x):
+        """``1/2 ||A x - y||^2 = 1/2 (<x, N x> - 2 Re<x, A^H y> + ||y||^2)`` from ``N x``."""
+        return 0.5 * (jnp.real(jnp.vdot(x, normal_x))
+                      - 2 * jnp.real(jnp.vdot(x, self.adjoint_data)) + self.data_norm2)
+
+
+def regularised_problem(kspace, maps, mask, *, lamda, max_iter, power_iter, func) -> Regularised:
+    """Validate the arguments of a regularised solver and set up its SENSE problem."""
+    check_positive_int(max_iter, "max_iter", func)
+    check_positive_int(power_iter, "power_iter", func)
+    if not isinstance(lamda, jax.core.Tracer):
+        check_interval(lamda, "lamda", func, low=0, low_open=False)
+    problem = sense_problem(kspace, maps, mask, func)
+    y = problem.kspace
+    real = jnp.finfo(y.dtype).dtype
+    start = jax.random.normal(jax.random.key(0), problem.image_shape, y.dtype)
+    return Regularised(problem=problem, lamda=jnp.asarray(lamda, real),
+                       lipschitz=power_iteration(problem.normal, start, power_iter),
+                       adjoint_data=problem.adjoint(y), data_norm2=jnp.real(jnp.vdot(y, y)))

@@ -5,9 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._checks import check_interval, check_positive_int
 from ._result import Reconstruction
-from ._sense_problem import power_iteration, sense_problem
+from ._sense_problem import regularised_problem
 
 
 def _gradient(x, axes):
@@ -45,32 +44,20 @@ def total_variation(kspace, maps, *, mask=None, lamda, max_iter=100, power_iter=
     Returns:
         :class:`Reconstruction` with ``history`` the objective after each iteration.
     """
-    func = "mskjax.recon.total_variation"
-    check_positive_int(max_iter, "max_iter", func)
-    check_positive_int(power_iter, "power_iter", func)
-    if not isinstance(lamda, jax.core.Tracer):
-        check_interval(lamda, "lamda", func, low=0, low_open=False)
-    problem = sense_problem(kspace, maps, mask, func)
-    y = problem.kspace
+    setup = regularised_problem(kspace, maps, mask, lamda=lamda, max_iter=max_iter,
+                                power_iter=power_iter, func="mskjax.recon.total_variation")
+    problem, lamda, b = setup.problem, setup.lamda, setup.adjoint_data
+    real = lamda.dtype
     axes = problem.image_axes
-    real = jnp.finfo(y.dtype).dtype
-    lamda = jnp.asarray(lamda, real)
-    x0 = jnp.zeros(problem.image_shape, y.dtype)
-
-    start = jax.random.normal(jax.random.key(0), x0.shape, x0.dtype)
-    lipschitz = power_iteration(problem.normal, start, power_iter)
+    x0 = jnp.zeros(problem.image_shape, b.dtype)
     gradient_norm2 = 4.0 * len(axes)
     sigma = 1.0 / gradient_norm2
-    tau = 1.0 / (1.01 * (lipschitz / 2 + sigma * gradient_norm2))
+    tau = 1.0 / (1.01 * (setup.lipschitz / 2 + sigma * gradient_norm2))
     safe_lamda = jnp.where(lamda > 0, lamda, 1)
 
-    b = problem.adjoint(y)
-    y_norm2 = jnp.real(jnp.vdot(y, y))
-
     def objective(x, normal_x):
-        # ||A x - y||^2 = <x, N x> - 2 Re<x, A^H y> + ||y||^2, from the N x the next step needs.
-        data = jnp.real(jnp.vdot(x, normal_x)) - 2 * jnp.real(jnp.vdot(x, b)) + y_norm2
-        return 0.5 * data + lamda * jnp.sum(jnp.abs(_gradient(x, axes)))
+        return (setup.half_residual_norm2(x, normal_x)
+                + lamda * jnp.sum(jnp.abs(_gradient(x, axes))))
 
     def step(state, _):
         x, v, normal_x = state
@@ -80,7 +67,7 @@ def total_variation(kspace, maps, *, mask=None, lamda, max_iter=100, power_iter=
         normal_new = problem.normal(x_new)
         return (x_new, v, normal_new), objective(x_new, normal_new)
 
-    state = (x0, jnp.zeros((len(axes), *x0.shape), y.dtype), x0)
+    state = (x0, jnp.zeros((len(axes), *x0.shape), x0.dtype), x0)
     (x, _, _), history = jax.lax.scan(step, state, None, length=max_iter)
     return Reconstruction(image=x, iterations=jnp.int32(max_iter),
                           history=history.astype(real), converged=jnp.bool_(False))
