@@ -1,6 +1,5 @@
 """Every notebook runs top to bottom at toy size and saves its figures."""
 
-import os
 import runpy
 from pathlib import Path
 

@@ -157,6 +157,21 @@ def random_mask(shape, *, center_fraction, acceleration, seed=None):
     return mask, num_low
 
 
+def _integer_spacing_setup(shape, center_fraction, acceleration, seed, offset, func):
+    """Validate the arguments of the integer-spacing families and seed their generator.
+
+    Returns ``(num_cols, num_low, acceleration, offset, rng)`` with ``rng`` already past the
+    draw fastMRI makes to choose the (centre fraction, acceleration) pair.
+    """
+    num_cols = _columns(shape, func)
+    fraction = _center_fraction(center_fraction, func)
+    acceleration = _integer_acceleration(acceleration, func)
+    offset = _offset(offset, acceleration, func)
+    rng = _random_state(seed, func)
+    _start(rng)
+    return num_cols, round(num_cols * fraction), acceleration, offset, rng
+
+
 def equispaced_mask(shape, *, center_fraction, acceleration, seed=None, offset=None):
     """The fastMRI equispaced mask: a fully sampled centre plus every ``acceleration``-th line.
 
@@ -174,14 +189,8 @@ def equispaced_mask(shape, *, center_fraction, acceleration, seed=None, offset=N
     Returns:
         ``(mask, num_low_frequencies)``: a numpy bool vector ``(cols,)`` and a Python int.
     """
-    func = _PREFIX + "equispaced_mask"
-    num_cols = _columns(shape, func)
-    fraction = _center_fraction(center_fraction, func)
-    acceleration = _integer_acceleration(acceleration, func)
-    offset = _offset(offset, acceleration, func)
-    rng = _random_state(seed, func)
-    _start(rng)
-    num_low = round(num_cols * fraction)
+    num_cols, num_low, acceleration, offset, rng = _integer_spacing_setup(
+        shape, center_fraction, acceleration, seed, offset, _PREFIX + "equispaced_mask")
     if offset is None:
         offset = rng.randint(0, high=acceleration)
     lines = np.zeros(num_cols, dtype=bool)
@@ -249,14 +258,8 @@ def magic_mask(shape, *, center_fraction, acceleration, seed=None, offset=None):
     Returns:
         ``(mask, num_low_frequencies)``: a numpy bool vector ``(cols,)`` and a Python int.
     """
-    func = _PREFIX + "magic_mask"
-    num_cols = _columns(shape, func)
-    fraction = _center_fraction(center_fraction, func)
-    acceleration = _integer_acceleration(acceleration, func)
-    offset = _offset(offset, acceleration, func)
-    rng = _random_state(seed, func)
-    _start(rng)
-    num_low = round(num_cols * fraction)
+    num_cols, num_low, acceleration, offset, rng = _integer_spacing_setup(
+        shape, center_fraction, acceleration, seed, offset, _PREFIX + "magic_mask")
     lines = _magic_lines(num_cols, acceleration, offset, rng)
     return _center_mask(num_cols, num_low) | lines, num_low
 

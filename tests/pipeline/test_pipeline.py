@@ -1,4 +1,3 @@
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +6,7 @@ import pytest
 
 from mskjax import pipeline
 from mskjax.coils import rss
-from mskjax.fourier import fftnc, ifftnc
+from mskjax.fourier import ifftnc
 from mskjax.linop import Sense
 from tests.conftest import random_complex
 
