@@ -1,7 +1,9 @@
 """Linear operators for MRI: a small algebra (``.H``, ``.N``, ``@``, ``*``, ``+``) over pytrees.
 
 See :class:`LinearOperator` for the conventions. Operators: :class:`Identity`, :class:`FFT`,
-:class:`Mask`, :class:`Coils`, :class:`Sense`, :class:`SoftSense` and :class:`FiniteDifference`; the algebra's
+:class:`Mask`, :class:`Coils`, :class:`Sense`, :class:`SoftSense`, :class:`FiniteDifference`,
+:class:`Wavelet`; a user's own as :class:`Matrix` (a dense matrix) or :class:`FunctionOperator`
+(forward and adjoint functions); the algebra's
 building blocks :class:`Adjoint`, :class:`Normal`, :class:`Compose`, :class:`Sum` and
 :class:`Scaled` are public so that ``isinstance`` checks and pytree paths read well.
 """
@@ -9,11 +11,14 @@ building blocks :class:`Adjoint`, :class:`Normal`, :class:`Compose`, :class:`Sum
 from ._base import (Adjoint, Compose, Identity, LinearOperator, Normal, Scaled, Sum,
                     static_field)
 from ._finite_difference import FiniteDifference
-from ._mri import FFT, Coils, Mask, Sense, SoftSense, apply_mask
+from ._function import FunctionOperator
+from ._matrix import Matrix
+from ._mri import (FFT, Coils, Mask, Sense, SoftSense, apply_mask, check_maps, check_mask,
+                   reduce_mask)
 from ._wavelet import Wavelet
 
 __all__ = [
     "LinearOperator", "static_field", "Identity", "Adjoint", "Normal", "Compose", "Sum",
-    "Scaled", "FFT", "Mask", "Coils", "Sense", "SoftSense", "FiniteDifference", "apply_mask",
-    "Wavelet",
+    "Scaled", "FFT", "Mask", "Coils", "Sense", "SoftSense", "FiniteDifference", "Wavelet",
+    "Matrix", "FunctionOperator", "apply_mask", "check_mask", "check_maps", "reduce_mask",
 ]

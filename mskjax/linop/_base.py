@@ -103,6 +103,18 @@ class LinearOperator:
     def name(self) -> str:
         return f"mskjax.linop.{type(self).__name__}"
 
+    @property
+    def hermitian(self) -> bool | None:
+        """Whether ``A.H == A``, known from the operator's structure alone.
+
+        True for normal operators ``A.N``, the identity, masks and real scalings and sums of
+        these; False for an operator whose input and output shapes differ or whose structure
+        rules self-adjointness out (an FFT, SENSE); None when it depends on the values (a
+        matrix, a user's function, a sum of non-self-adjoint parts). Solvers that need a
+        self-adjoint operator (:func:`mskjax.solvers.cg`) reject False and probe None.
+        """
+        return False if self.ishape != self.oshape else None
+
     # -- the three maps subclasses define --------------------------------------------------
     def _apply(self, x):
         raise NotImplementedError(f"{self.name} does not implement _apply")
@@ -188,6 +200,10 @@ class Adjoint(LinearOperator):
     def H(self) -> LinearOperator:
         return self.op
 
+    @property
+    def hermitian(self) -> bool | None:
+        return self.op.hermitian
+
 
 class Normal(LinearOperator):
     """The normal operator ``A.H @ A`` of ``A``, using ``A``'s closed form where it has one."""
@@ -208,6 +224,10 @@ class Normal(LinearOperator):
     def H(self) -> LinearOperator:
         return self
 
+    @property
+    def hermitian(self) -> bool:
+        return True
+
 
 class Identity(LinearOperator):
     """The identity on arrays of ``shape``."""
@@ -224,6 +244,10 @@ class Identity(LinearOperator):
 
     def _normal(self, x):
         return x
+
+    @property
+    def hermitian(self) -> bool:
+        return True
 
 
 class Compose(LinearOperator):
@@ -256,6 +280,20 @@ class Compose(LinearOperator):
             y = op._adjoint(y)
         return y
 
+    @property
+    def hermitian(self) -> bool | None:
+        if self.ishape != self.oshape:
+            return False
+        if len(self.ops) == 1:
+            return self.ops[0].hermitian
+        # B.H @ B, possibly around a self-adjoint middle: B.H @ M @ B.
+        first, last = self.ops[0], self.ops[-1]
+        middle = self.ops[1:-1]
+        if isinstance(first, Adjoint) and first.op is last and all(
+                op.hermitian for op in middle):
+            return True
+        return None
+
 
 class Sum(LinearOperator):
     """``Sum(A, B)(x) == A(x) + B(x)``; built by ``A + B``."""
@@ -286,6 +324,12 @@ class Sum(LinearOperator):
         for op in self.ops[1:]:
             out = out + op._adjoint(y)
         return out
+
+    @property
+    def hermitian(self) -> bool | None:
+        if self.ishape != self.oshape:
+            return False
+        return True if all(op.hermitian for op in self.ops) else None
 
 
 class Scaled(LinearOperator):
@@ -318,6 +362,11 @@ class Scaled(LinearOperator):
         y = self.op._normal(x)
         s = jnp.abs(self.scale) ** 2
         return (s * y).astype(y.dtype) if _keeps(y, s) else s * y
+
+    @property
+    def hermitian(self) -> bool | None:
+        # A complex scale may turn an anti-Hermitian operator into a Hermitian one.
+        return None if jnp.iscomplexobj(self.scale) else self.op.hermitian
 
 
 def _keeps(y, scale) -> bool:

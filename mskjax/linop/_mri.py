@@ -9,6 +9,15 @@ Conventions:
   k-space shape: a ``(cols,)`` phase-encode vector, a ``(rows, cols)`` pattern, or a full
   ``(coils, rows, cols)`` array. Masked entries are exactly +0.0, never -0.0.
 - Coil maps are complex ``(coils, *spatial)``.
+- The normal operators of :class:`Sense` and :class:`SoftSense` use plain (uncentred) FFTs, and
+  only along the spatial axes on which the mask varies. With ``P = ifftshift``, the centred
+  ``F_c^H M F_c`` equals ``F^H (P M) F`` because ``F^H D F`` is a circular convolution, which
+  commutes with the circular shift ``P``; along an axis where the mask is constant ``F_a^H``
+  and ``F_a`` meet and cancel. A fastMRI ``(cols,)`` mask therefore costs one 1D FFT pair per
+  coil image instead of a 2D one. A concrete mask is stored with length 1 along every axis on
+  which it is constant (``Sense(maps, mask=m).mask`` broadcasts like ``m`` but may be
+  smaller), so a 2D array holding a 1D pattern keeps the fast path; a mask traced under
+  ``jit`` keeps its shape, so pass the 1D vector where the pattern is 1D.
 """
 
 from __future__ import annotations
@@ -35,6 +44,38 @@ def _mask_normal(mask, x):
     if mask is None or mask.dtype == jnp.bool_:
         return apply_mask(mask, x)
     return apply_mask(mask * mask, x)
+
+
+def reduce_mask(mask):
+    """A concrete mask with length 1 along every axis on which it is constant.
+
+    The result broadcasts to whatever ``mask`` broadcasts to. Traced masks are returned
+    unchanged (their values are unknown at trace time).
+    """
+    if isinstance(mask, jax.core.Tracer):
+        return mask
+    values = np.asarray(mask)
+    for axis in range(values.ndim):
+        first = np.take(values, [0], axis=axis)
+        if values.shape[axis] > 1 and np.array_equal(values, np.broadcast_to(first, values.shape)):
+            values = first
+    return jnp.asarray(values)
+
+
+def _fast_normal(mask, coil_images):
+    """``F_c^H M F_c`` (centred, orthonormal) over the spatial axes of ``(coils, *spatial)``.
+
+    Plain FFTs on the shifted mask, only along the axes on which the mask varies (see the
+    module docstring).
+    """
+    offset = coil_images.ndim - mask.ndim
+    axes = tuple(a for a in range(max(offset, 1), coil_images.ndim)
+                 if mask.shape[a - offset] > 1)
+    if not axes:
+        return _mask_normal(mask, coil_images)
+    shifted = jnp.fft.ifftshift(mask, axes=tuple(a - offset for a in axes))
+    k = jnp.fft.fftn(coil_images, axes=axes, norm="ortho")
+    return jnp.fft.ifftn(_mask_normal(shifted, k), axes=axes, norm="ortho")
 
 
 def check_mask(mask, kspace_shape, func):
@@ -125,6 +166,10 @@ class Mask(LinearOperator):
     def _normal(self, x):
         return _mask_normal(self.mask, x)
 
+    @property
+    def hermitian(self) -> bool:
+        return True
+
 
 class Coils(LinearOperator):
     """Multiplication by coil sensitivity maps: image ``(*spatial)`` -> ``(coils, *spatial)``.
@@ -155,7 +200,8 @@ class Sense(LinearOperator):
     ``A(x) = M F (S x)`` with coil maps ``S`` ``(coils, *spatial)``, the centred orthonormal
     FFT ``F`` over the spatial axes, and an optional mask ``M`` that broadcasts to
     ``(coils, *spatial)``. The adjoint and normal operators are closed-form and fused:
-    ``A.N(x) = sum_c conj(S_c) F^H M F (S_c x)`` (``sum_c |S_c|^2 x`` without a mask).
+    ``A.N(x) = sum_c conj(S_c) F^H M F (S_c x)`` (``sum_c |S_c|^2 x`` without a mask), with
+    FFTs only along the axes on which the mask varies (see the module docstring).
     Equals ``sigpy.mri.linop.Sense(maps, weights=mask)`` for a 0/1 mask.
 
     Args:
@@ -171,7 +217,7 @@ class Sense(LinearOperator):
         func = "mskjax.linop.Sense"
         maps = check_maps(maps, func)
         if mask is not None:
-            mask = check_mask(mask, maps.shape, func)
+            mask = reduce_mask(check_mask(mask, maps.shape, func))
         self._set(maps=maps, mask=mask, axes=tuple(range(1, maps.ndim)),
                   ishape=maps.shape[1:], oshape=maps.shape)
 
@@ -185,8 +231,8 @@ class Sense(LinearOperator):
     def _normal(self, x):
         if self.mask is None:
             return jnp.sum(jnp.abs(self.maps) ** 2, axis=0).astype(x.dtype) * x
-        k = _mask_normal(self.mask, fftnc(self.maps * x, axes=self.axes))
-        return jnp.sum(jnp.conj(self.maps) * ifftnc(k, axes=self.axes), axis=0)
+        coil_images = _fast_normal(self.mask, self.maps * x)
+        return jnp.sum(jnp.conj(self.maps) * coil_images, axis=0)
 
 
 class SoftSense(LinearOperator):
@@ -211,7 +257,7 @@ class SoftSense(LinearOperator):
         check_ndim(maps, "maps", func, min_ndim=3, layout="(sets, coils, *spatial)")
         maps = check_maps(maps, func)
         if mask is not None:
-            mask = check_mask(mask, maps.shape[1:], func)
+            mask = reduce_mask(check_mask(mask, maps.shape[1:], func))
         self._set(maps=maps, mask=mask, axes=tuple(range(1, maps.ndim - 1)),
                   ishape=(maps.shape[0], *maps.shape[2:]), oshape=maps.shape[1:])
 
@@ -221,4 +267,10 @@ class SoftSense(LinearOperator):
 
     def _adjoint(self, y):
         coil_images = ifftnc(apply_mask(self.mask, y), axes=self.axes)
+        return jnp.sum(jnp.conj(self.maps) * coil_images[None], axis=1)
+
+    def _normal(self, x):
+        coil_images = jnp.sum(self.maps * x[:, None], axis=0)
+        if self.mask is not None:
+            coil_images = _fast_normal(self.mask, coil_images)
         return jnp.sum(jnp.conj(self.maps) * coil_images[None], axis=1)

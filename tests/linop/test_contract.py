@@ -49,6 +49,19 @@ CASES = {
     "wavelet_2d_db4_padded": lambda: linop.Wavelet((30, 29), wavelet="db4"),
     "wavelet_3d_db2_axes": lambda: linop.Wavelet((3, 13, 12), wavelet="db2", axes=(1, 2)),
     "wavelet_1d_haar": lambda: linop.Wavelet((11,), wavelet="haar"),
+    "sense_2d_mask_varies_along_rows_only": lambda: linop.Sense(
+        _maps((3, 7, 6)), mask=np.broadcast_to(_vec_mask(7)[:, None], (7, 6))),
+    "sense_per_coil_mask": lambda: linop.Sense(
+        _maps((3, 6, 5)), mask=np.random.default_rng(5).random((3, 6, 5)) < 0.5),
+    "soft_sense_2d_mask_normal": lambda: linop.SoftSense(
+        _maps((2, 3, 6, 5)), mask=np.random.default_rng(6).random((6, 5)) < 0.5).N,
+    "matrix_complex_rectangular": lambda: linop.Matrix(
+        random_complex(np.random.default_rng(8), (5, 3))),
+    "function_with_adjoint": lambda: linop.FunctionOperator(
+        lambda x: jnp.cumsum(x), adjoint=lambda y: jnp.cumsum(y[::-1])[::-1],
+        ishape=(6,), oshape=(6,)),
+    "function_derived_adjoint": lambda: linop.FunctionOperator(
+        lambda x: jnp.stack([x[1:] - x[:-1], 2 * x[1:]]), ishape=(5,), oshape=(2, 4)),
 }
 
 

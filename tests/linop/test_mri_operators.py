@@ -1,6 +1,7 @@
 """MRI operators against sigpy, and their errors."""
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -106,7 +107,7 @@ def test_algebra_structure():
 
 def test_operator_is_a_pytree_with_array_leaves():
     maps = random_complex(np.random.default_rng(0), (2, 4, 4))
-    op = linop.Sense(maps, mask=np.ones(4, bool))
+    op = linop.Sense(maps, mask=np.array([True, False, True, True]))
     leaves = jax.tree_util.tree_leaves(op)
     assert [leaf.shape for leaf in leaves] == [(2, 4, 4), (4,)]
     # vmap over per-example maps: a batch of operators.
@@ -117,7 +118,83 @@ def test_operator_is_a_pytree_with_array_leaves():
     assert rel_err(out[1], 2 * np.asarray(op(x[1]))) < 1e-6
 
 
+def test_constant_mask_axes_are_reduced_and_keep_the_operator():
+    rng = np.random.default_rng(3)
+    maps = random_complex(rng, (3, 8, 6))
+    pattern = rng.random(6) < 0.5
+    full = np.broadcast_to(pattern, (3, 8, 6))            # a 1D pattern stored as 3D
+    reduced, plain = linop.Sense(maps, mask=full), linop.Sense(maps, mask=pattern)
+    assert reduced.mask.shape == (1, 1, 6)
+    assert plain.mask.shape == (6,)
+    x = random_complex(rng, (8, 6))
+    dense = np.asarray(full, np.complex64)
+    expected_n = np.asarray(linop.Sense(maps).H(dense * np.asarray(linop.Sense(maps)(x))))
+    for op in (reduced, plain):
+        assert rel_err(op(x), dense * np.asarray(linop.Sense(maps)(x))) < 1e-6
+        assert rel_err(op.N(x), expected_n) < 1e-5
+    # Under jit the mask's values are unknown: a traced mask keeps its shape and still works.
+    n_traced = jax.jit(lambda m, v: linop.Sense(maps, mask=m).N(v))(full, x)
+    assert rel_err(n_traced, expected_n) < 1e-5
+    # Fully sampled (all ones) reduces to a scalar-like mask: no FFT at all in the normal.
+    ones = linop.Sense(maps, mask=np.ones((8, 6), bool))
+    assert ones.mask.shape == (1, 1)
+    assert rel_err(ones.N(x), np.sum(np.abs(maps) ** 2, axis=0) * x) < 1e-5
+
+
+def _fft_axes(fn, x):
+    """The axes of every FFT in the jaxpr of ``fn(x)`` (counted from the end)."""
+    found = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "fft":
+                found.append(len(eqn.params["fft_lengths"]))
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                walk(sub)
+
+    walk(jax.make_jaxpr(fn)(x).jaxpr)
+    return found
+
+
+@pytest.mark.parametrize("mask_shape,axes", [((9,), 1), ((12, 1), 1), ((12, 9), 2),
+                                             ((4, 12, 9), 2), ((4, 1, 1), 0)])
+def test_normal_transforms_only_the_axes_where_the_mask_varies(mask_shape, axes):
+    rng = np.random.default_rng(3)
+    maps = random_complex(rng, (4, 12, 9))
+    x = random_complex(rng, (12, 9))
+    mask = rng.random(mask_shape) < 0.5
+    mask.flat[0], mask.flat[-1] = True, False          # never constant by chance
+    A = linop.Sense(maps, mask=mask)
+    # One FFT and one inverse over `axes` axes each (none when the mask is spatially constant).
+    assert _fft_axes(A.N, x) == ([axes, axes] if axes else [])
+    assert _fft_axes(lambda v: A.H(A(v)), x) == [2, 2]
+    assert rel_err(A.N(x), A.H(A(x))) < 1e-5
+    soft = linop.SoftSense(random_complex(rng, (2, 4, 12, 9)), mask=mask)
+    xs = random_complex(rng, (2, 12, 9))
+    assert _fft_axes(soft.N, xs) == ([axes, axes] if axes else [])
+    assert rel_err(soft.N(xs), soft.H(soft(xs))) < 1e-5
+
+
+def test_self_adjointness_is_known_from_structure():
+    maps = random_complex(np.random.default_rng(0), (2, 4, 4))
+    A = linop.Sense(maps, mask=np.array([True, False, True, True]))
+    assert A.hermitian is False and A.H.hermitian is False
+    assert A.N.hermitian and (A.H @ A).hermitian and (A.N + 0.5 * linop.Identity((4, 4))).hermitian
+    assert linop.Mask(np.ones(4, bool)).hermitian
+    assert linop.FFT((4, 4)).hermitian is None
+    assert ((1j) * A.N).hermitian is None
+    assert linop.Matrix(np.array([[2.0, 1.0], [1.0, 3.0]])).hermitian
+    assert linop.Matrix(np.array([[2.0, 1.0], [0.0, 3.0]])).hermitian is None
+    assert linop.Matrix(np.ones((2, 3))).hermitian is False
+
+
 BAD = [
+    (lambda: linop.Matrix(np.ones(3)), ValueError, r"mskjax.linop.Matrix: matrix must be a 2D"),
+    (lambda: linop.Matrix(np.ones((2, 2), int)), TypeError, "matrix must be floating point"),
+    (lambda: linop.FunctionOperator(lambda x: x[:2], ishape=(3,), oshape=(3,))(np.ones(3)),
+     ValueError, r"FunctionOperator: forward must return an array of shape \(3,\), got \(2,\)"),
+    (lambda: linop.FunctionOperator("f", ishape=(3,), oshape=(3,)), TypeError,
+     "forward must be callable"),
     (lambda: linop.Sense(np.ones(8, np.complex64)), ValueError,
      r"mskjax.linop.Sense: maps must be \(coils, \*spatial\), got shape \(8,\)"),
     (lambda: linop.Sense(np.ones((2, 4, 4), np.float32)), TypeError,

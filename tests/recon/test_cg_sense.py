@@ -69,26 +69,16 @@ def test_tikhonov_shrinks_and_gradients_flow():
     small = cg_sense(kspace, maps, lamda=0.0, max_iter=20).image
     large = cg_sense(kspace, maps, lamda=1.0, max_iter=20).image
     assert np.linalg.norm(large) < np.linalg.norm(small)
-    grad = jax.grad(lambda lam: jnp.sum(jnp.abs(cg_sense(kspace, maps, lamda=lam,
-                                                         max_iter=5).image) ** 2))
-    assert np.isfinite(grad(0.1))
 
+    def energy(lam, max_iter=5):
+        return jnp.sum(jnp.abs(cg_sense(kspace, maps, lamda=lam, max_iter=max_iter).image) ** 2)
 
-@pytest.mark.parametrize("mask_shape", [(9,), (12, 1), (12, 9), (4, 12, 9)])
-def test_normal_skips_ffts_only_along_axes_where_the_mask_is_constant(mask_shape):
-    from mskjax.recon._sense_problem import sense_problem
-
-    rng = np.random.default_rng(3)
-    kspace = (rng.standard_normal((4, 12, 9)) + 1j * rng.standard_normal((4, 12, 9)))
-    maps = (rng.standard_normal((4, 12, 9)) + 1j * rng.standard_normal((4, 12, 9)))
-    x = (rng.standard_normal((12, 9)) + 1j * rng.standard_normal((12, 9))).astype(np.complex64)
-    mask = rng.random(mask_shape) < 0.5
-    problem = sense_problem(kspace.astype(np.complex64), maps.astype(np.complex64), mask, "f")
-    want = {(9,): (2,), (12, 1): (1,), (12, 9): (1, 2), (4, 12, 9): (1, 2)}[mask_shape]
-    assert problem.normal_axes == want
-    assert rel(problem.normal(x), problem.adjoint(problem.forward(x))) < 1e-5
-    # and it is the SENSE normal operator of mskjax.linop
-    assert rel(problem.normal(x), Sense(maps.astype(np.complex64), mask=mask).N(x)) < 1e-5
+    # Implicit gradient = derivative of the exact solution: compare with central differences
+    # of a converged solve (the energy decreases with lamda).
+    grad = float(jax.grad(lambda lam: energy(lam, 60))(0.1))
+    h = 1e-2
+    reference = (float(energy(0.1 + h, 60)) - float(energy(0.1 - h, 60))) / (2 * h)
+    assert grad < 0 and abs(grad - reference) <= 2e-2 * abs(reference)
 
 
 @pytest.mark.parametrize("kwargs,error,message", [

@@ -9,7 +9,7 @@ import sigpy.mri
 from mskjax.coils import birdcage_maps, normalize_maps
 from mskjax.linop import Sense, Wavelet
 from mskjax.recon import cg_sense, l1_wavelet
-from mskjax.recon._l1_wavelet import soft_threshold
+from mskjax.solvers.prox import soft_threshold
 from mskjax.sim import knee_section
 
 

@@ -1,0 +1,49 @@
+"""Validation of ``(kspace, maps, mask)`` and the SENSE operator for the iterative methods.
+
+``A = M F S`` is :class:`mskjax.linop.Sense` (one set of maps ``(coils, *spatial)``) or
+:class:`mskjax.linop.SoftSense` (``(sets, coils, *spatial)``, ESPIRiT's soft-SENSE; the image
+is then ``(sets, *spatial)``). Without a mask the sampled locations are those where any coil's
+k-space is nonzero (the rule of sigpy's ``SenseRecon``). The data term is
+``||M (F S x - y)||^2``: the k-space is masked once here, so real-valued weights act as in
+sigpy (squared in the normal operator).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from .._checks import as_array, check_complex, check_finite, check_ndim, check_shape
+from ..linop import Sense, SoftSense, apply_mask, check_mask
+
+
+def sense_operator(kspace, maps, mask, func):
+    """Validate the inputs; return ``(A, y)`` with ``y`` the masked k-space."""
+    kspace = as_array(kspace, "kspace", func)
+    check_ndim(kspace, "kspace", func, min_ndim=2, layout="(coils, *spatial)")
+    if kspace.ndim > 4:
+        raise ValueError(f"{func}: kspace must have 1 to 3 spatial axes, got shape "
+                         f"{tuple(kspace.shape)}")
+    check_complex(kspace, "kspace", func)
+    check_finite(kspace, "kspace", func)
+    maps = as_array(maps, "maps", func)
+    check_complex(maps, "maps", func)
+    sets = maps.ndim == kspace.ndim + 1
+    if sets:
+        check_shape(maps, (maps.shape[0], *kspace.shape), "maps", func,
+                    layout="(sets, *kspace.shape)")
+    else:
+        check_shape(maps, kspace.shape, "maps", func,
+                    layout="(the k-space shape, or (sets, *kspace.shape))")
+    check_finite(maps, "maps", func)
+    kspace, maps = jnp.asarray(kspace), jnp.asarray(maps).astype(kspace.dtype)
+    if mask is None:
+        mask = jnp.any(kspace != 0, axis=0)
+    else:
+        mask = check_mask(mask, kspace.shape, func)
+    operator = SoftSense(maps, mask=mask) if sets else Sense(maps, mask=mask)
+    return operator, apply_mask(operator.mask, kspace)
+
+
+def spatial_axes(operator) -> tuple:
+    """The spatial axes of the operator's image (the leading set axis excluded)."""
+    return tuple(range(len(operator.ishape) - len(operator.axes), len(operator.ishape)))
