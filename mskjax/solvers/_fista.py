@@ -32,7 +32,8 @@ def fista(operator: LinearOperator, y: jax.Array, prox: Callable, *, step=None,
             :mod:`mskjax.solvers.prox`); with a :class:`~mskjax.solvers.prox.Prox` that knows
             ``g``'s value the history is the whole objective, otherwise the data term only.
         step: the step size (keyword-only); default ``1 / ||A||^2`` by ``power_iter`` power
-            iterations from a fixed start (1 for the zero operator).
+            iterations from a fixed start (1 for the zero operator; no gradient flows through
+            the estimate).
         x0: starting point of ``A.ishape``; default zeros.
         max_iter: iterations (static); all of them run, in a ``lax.scan``, so the solver is
             reverse-differentiable (unrolled).
@@ -46,7 +47,7 @@ def fista(operator: LinearOperator, y: jax.Array, prox: Callable, *, step=None,
     func = "mskjax.solvers.fista"
     check_step(step, func)
     data, x0 = least_squares(operator, y, x0=x0, max_iter=max_iter, power_iter=power_iter,
-                             func=func)
+                             func=func, lipschitz=1.0 if step is not None else None)
     check_prox(prox, x0, func)
     real = jnp.finfo(x0.dtype).dtype
     step = (safe_inverse(data.lipschitz) if step is None else jnp.asarray(step)).astype(real)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from .._checks import check_interval
 from ..linop import LinearOperator
 from . import _tree
 from ._operator import check_prox
@@ -18,7 +19,8 @@ from .prox import conjugate
 
 def primal_dual(operator: LinearOperator, y: jax.Array, transform: LinearOperator,
                 prox: Callable, *, x0: jax.Array | None = None, max_iter: int = 100,
-                power_iter: int = 30, transform_norm2=None) -> SolverResult:
+                power_iter: int = 30, operator_norm2=None, transform_norm2=None
+                ) -> SolverResult:
     """Minimise ``1/2 ||A x - y||^2 + g(K x)`` by the Condat-Vu primal-dual method.
 
     The smooth data term is handled by an explicit gradient step in the primal (Condat 2013,
@@ -44,7 +46,9 @@ def primal_dual(operator: LinearOperator, y: jax.Array, transform: LinearOperato
             :class:`~mskjax.solvers.prox.Prox` has one, else Moreau's identity).
         x0: starting point of ``A.ishape``; default zeros. The dual variable starts at zero.
         max_iter: iterations (static), all run in a ``lax.scan``.
-        power_iter: power iterations for ``||A||^2`` (and ``||K||^2`` if not given).
+        power_iter: power iterations for ``||A||^2`` and ``||K||^2`` where not given.
+        operator_norm2: ``||A||^2`` or an upper bound; default estimated by power iteration
+            (no gradient flows through the estimate).
         transform_norm2: ``||K||^2`` or an upper bound (``4 * ndim`` for periodic finite
             differences); default estimated by power iteration.
 
@@ -55,7 +59,7 @@ def primal_dual(operator: LinearOperator, y: jax.Array, transform: LinearOperato
     """
     func = "mskjax.solvers.primal_dual"
     data, x0 = least_squares(operator, y, x0=x0, max_iter=max_iter, power_iter=power_iter,
-                             func=func)
+                             func=func, lipschitz=operator_norm2)
     if not isinstance(transform, LinearOperator):
         raise TypeError(f"{func}: transform must be a LinearOperator, got "
                         f"{type(transform).__name__}")
@@ -65,6 +69,8 @@ def primal_dual(operator: LinearOperator, y: jax.Array, transform: LinearOperato
     real = jnp.finfo(x0.dtype).dtype
     v0 = jnp.zeros(transform.oshape, x0.dtype)
     check_prox(prox, v0, func)
+    if transform_norm2 is not None and not isinstance(transform_norm2, jax.core.Tracer):
+        check_interval(transform_norm2, "transform_norm2", func, low=0)
     if transform_norm2 is None:
         transform_norm2 = max_eigenvalue(transform.N, jax.random.key(1), num_iter=power_iter,
                                          dtype=x0.dtype)

@@ -29,7 +29,7 @@ class LeastSquares(NamedTuple):
                       + self.data_norm2)
 
 
-def least_squares(operator, y, *, x0, max_iter, power_iter, func):
+def least_squares(operator, y, *, x0, max_iter, power_iter, func, lipschitz=None):
     """Validate and set up the data term; return it with the starting point."""
     check_positive_int(max_iter, "max_iter", func)
     check_positive_int(power_iter, "power_iter", func)
@@ -43,8 +43,13 @@ def least_squares(operator, y, *, x0, max_iter, power_iter, func):
             raise ValueError(f"{func}: x0 must have the operator's input shape "
                              f"{operator.ishape}, got {x0.shape}")
         x0 = x0.astype(b.dtype)
-    lipschitz = max_eigenvalue(operator.N, jax.random.key(0), num_iter=power_iter,
-                               dtype=b.dtype)
+    if lipschitz is None:
+        lipschitz = max_eigenvalue(operator.N, jax.random.key(0), num_iter=power_iter,
+                                   dtype=b.dtype)
+    else:
+        if not isinstance(lipschitz, jax.core.Tracer):
+            check_interval(lipschitz, "operator_norm2", func, low=0)
+        lipschitz = jnp.asarray(lipschitz, jnp.finfo(b.dtype).dtype)
     return LeastSquares(normal=operator.N, b=b, data_norm2=jnp.real(jnp.vdot(y, y)),
                         lipschitz=lipschitz), x0
 
