@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io._atomic import atomic_path
+from ..io import atomic_path
 
 
 def write_json(path: Path, obj) -> None:

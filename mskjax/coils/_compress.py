@@ -6,6 +6,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from .._checks import as_array, check_complex, check_finite, check_ndim, check_positive_int
 
@@ -38,7 +39,7 @@ def _matrix(data, num_virtual):
     return u.conj().T
 
 
-def coil_compression_matrix(kspace, *, num_virtual):
+def coil_compression_matrix(kspace: ArrayLike, *, num_virtual: int) -> jax.Array:
     """The SVD coil-compression matrix of ``kspace``.
 
     With the data matrix ``D = kspace.reshape(coils, -1)`` and its SVD ``D = U diag(s) V^H``
@@ -63,7 +64,7 @@ def coil_compression_matrix(kspace, *, num_virtual):
     return _matrix(kspace.reshape(kspace.shape[0], -1), num_virtual)
 
 
-def coil_compress(kspace, *, num_virtual):
+def coil_compress(kspace: ArrayLike, *, num_virtual: int) -> jax.Array:
     """Compress ``(coils, *spatial)`` k-space to ``num_virtual`` virtual coils by SVD.
 
     ``compressed = coil_compression_matrix(kspace, num_virtual=k) @ kspace.reshape(coils, -1)``,

@@ -43,10 +43,12 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from .._checks import (
     as_array, check_complex, check_finite, check_interval, check_ndim, check_positive_int,
@@ -74,8 +76,9 @@ def _widths(value, name, spatial):
     return tuple(int(w) for w in widths)
 
 
-def espirit(kspace, *, calib_width=24, kernel_width=6, thresh=0.02, crop=0.95, num_maps=1,
-            max_iter=30):
+def espirit(kspace: ArrayLike, *, calib_width: int | Sequence[int] = 24,
+            kernel_width: int | Sequence[int] = 6, thresh: float = 0.02, crop: float = 0.95,
+            num_maps: int = 1, max_iter: int = 30) -> jax.Array:
     """ESPIRiT coil sensitivity maps from centred k-space.
 
     Takes the central ``calib_width`` calibration region, builds the block-Hankel calibration

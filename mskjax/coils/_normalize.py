@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from .._checks import as_array, check_complex, check_finite, check_interval, check_ndim
 from ._rss import safe_sqrt, squared_magnitude
 
 
-def normalize_maps(maps, *, eps=0.0):
+def normalize_maps(maps: ArrayLike, *, eps: float = 0.0) -> jax.Array:
     """Scale coil maps so that ``sum_c |S_c|^2 == 1`` at every pixel where they are not zero.
 
     Each pixel is divided by its root-sum-of-squares over coils, which keeps every coil's phase

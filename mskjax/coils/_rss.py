@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from .._checks import as_array, check_inexact, check_ndim, normalize_axes
 
@@ -23,7 +25,7 @@ def safe_sqrt(power):
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, power, 1)), 0)
 
 
-def rss(x, *, axis=0):
+def rss(x: ArrayLike, *, axis: int | Sequence[int] = 0) -> jax.Array:
     """Root-sum-of-squares over the coil axis: ``sqrt(sum_c |x_c|^2)``.
 
     Args:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import numbers
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from .._checks import _is_concrete, check_interval, check_positive_int
 
@@ -64,7 +66,8 @@ def _check_result(maps, func, what):
     return maps
 
 
-def birdcage_maps(shape, *, radius=1.5, coils_per_ring=8, dtype=jnp.complex64):
+def birdcage_maps(shape: Sequence[int], *, radius: float = 1.5, coils_per_ring: int = 8,
+                  dtype: DTypeLike = jnp.complex64) -> jax.Array:
     """Birdcage coil sensitivities (the model of ``sigpy.mri.birdcage_maps(shape, r, nzz)``).
 
     Coil ``c`` sits at ``radius * (cos a_c, sin a_c)`` in the normalised ``(x, y)`` plane and its
@@ -131,8 +134,9 @@ def _birdcage(shape, radius, coils_per_ring, dtype):
     return _polar(magnitude, jnp.arctan2(dx, -dy) + per_coil(phase), dtype)
 
 
-def gaussian_maps(shape, *, width=0.5, radius=1.2, phase_ramp=np.pi / 2, coils_per_ring=8,
-                  dtype=jnp.complex64):
+def gaussian_maps(shape: Sequence[int], *, width: float = 0.5, radius: float = 1.2,
+                  phase_ramp: float = np.pi / 2, coils_per_ring: int = 8,
+                  dtype: DTypeLike = jnp.complex64) -> jax.Array:
     """Gaussian surface-coil sensitivities: smooth blobs centred around the field of view.
 
     In normalised coordinates, coil ``c`` is centred at ``(x_c, y_c) = radius * (cos a_c,

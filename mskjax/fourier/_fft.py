@@ -16,7 +16,11 @@ The functions are pure ``jax.numpy`` and are safe under ``jit``, ``vmap`` and ``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from .._checks import check_inexact, check_ndim, normalize_axes
 
@@ -37,7 +41,7 @@ def _transform(transform, x, axes, func, *, two_d):
     return jnp.fft.fftshift(x, axes=axes)
 
 
-def fftnc(x, *, axes=None):
+def fftnc(x: ArrayLike, *, axes: int | Sequence[int] | None = None) -> jax.Array:
     """Centred orthonormal N-D FFT.
 
     Args:
@@ -50,7 +54,7 @@ def fftnc(x, *, axes=None):
     return _transform(jnp.fft.fftn, x, axes, "mskjax.fourier.fftnc", two_d=False)
 
 
-def ifftnc(x, *, axes=None):
+def ifftnc(x: ArrayLike, *, axes: int | Sequence[int] | None = None) -> jax.Array:
     """Centred orthonormal N-D inverse FFT (the adjoint and inverse of :func:`fftnc`).
 
     Args:
@@ -63,7 +67,7 @@ def ifftnc(x, *, axes=None):
     return _transform(jnp.fft.ifftn, x, axes, "mskjax.fourier.ifftnc", two_d=False)
 
 
-def fft2c(x, *, axes=(-2, -1)):
+def fft2c(x: ArrayLike, *, axes: Sequence[int] = (-2, -1)) -> jax.Array:
     """Centred orthonormal 2D FFT over ``axes`` (default the last two).
 
     Args:
@@ -76,7 +80,7 @@ def fft2c(x, *, axes=(-2, -1)):
     return _transform(jnp.fft.fftn, x, axes, "mskjax.fourier.fft2c", two_d=True)
 
 
-def ifft2c(x, *, axes=(-2, -1)):
+def ifft2c(x: ArrayLike, *, axes: Sequence[int] = (-2, -1)) -> jax.Array:
     """Centred orthonormal 2D inverse FFT over ``axes`` (default the last two).
 
     Args:

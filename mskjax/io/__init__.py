@@ -7,11 +7,13 @@ Conventions:
   arrays in their header's dimensions (Fortran order), NIfTI ``(x, y, z[, t])`` with the affine
   in mm, DICOM series ``(slices, rows, cols)`` sorted along the slice normal.
 - Writers are atomic: they write a temporary file beside the target and rename it, so a failed
-  write leaves neither a partial file nor a changed target.
+  write leaves neither a partial file nor a changed target. :func:`atomic_path` gives the same
+  guarantee to a user's own writer.
 - Errors name the function, the file, the key and the problem.
 - ``data_specs/`` holds one JSON spec per data set; :func:`validate` checks a file against one.
 """
 
+from ._atomic import atomic_path
 from ._cfl import cfl_dims, read_cfl, write_cfl
 from ._dicom import (DicomImage, DicomSeries, DicomSeriesSummary, list_dicom_series, read_dicom,
                      read_dicom_series)
@@ -28,4 +30,5 @@ __all__ = [
     "read_labels", "Volume", "read_dicom", "read_dicom_series", "list_dicom_series", "DicomImage",
     "DicomSeries", "DicomSeriesSummary", "validate", "load_spec", "spec_names",
     "ValidationReport", "Mismatch", "make_kspace_set", "fastmri_batches", "fastmri_slices",
+    "atomic_path",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -33,7 +34,7 @@ def _create_beside(target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_paths(*paths):
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[tuple[Path, ...]]:
     """Yield one temporary path beside each of ``paths``; rename them onto ``paths`` on success.
 
     The renames happen in the order of ``paths`` once the body has finished without error.
@@ -53,7 +54,26 @@ def atomic_paths(*paths):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
-    """Yield one temporary path beside ``path``; rename it onto ``path`` on success."""
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield one temporary path beside ``path``; rename it onto ``path`` on success.
+
+    For writing a file of one's own atomically, as mskjax's writers do: write to the yielded
+    path; when the ``with`` body finishes without error the file replaces ``path`` (one
+    ``os.replace``), and when it raises the temporary file is removed and ``path`` is left as
+    it was (absent, or the old file). The temporary file is created empty in the folder of
+    ``path`` (which must exist), with a dotted name ending in the suffix of ``path``
+    (``.nii.gz`` kept whole), so format libraries that look at the suffix see the right one.
+
+    Example::
+
+        with mskjax.io.atomic_path("out/scores.json") as tmp:
+            tmp.write_text(json.dumps(scores))
+
+    Args:
+        path: the target file (``str`` or path-like).
+
+    Yields:
+        the temporary :class:`pathlib.Path` to write to.
+    """
     with atomic_paths(path) as (tmp,):
         yield tmp

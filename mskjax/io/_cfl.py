@@ -17,9 +17,11 @@ complex128 and float64 must be converted by the caller (nothing is rounded silen
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._atomic import atomic_paths
 
@@ -42,7 +44,7 @@ def _with(base: Path, suffix: str) -> Path:
     return base.with_name(base.name + suffix)
 
 
-def cfl_dims(name, *, func: str = _READ) -> tuple[int, ...]:
+def cfl_dims(name: str | os.PathLike, *, func: str = _READ) -> tuple[int, ...]:
     """The dimensions in the BART header ``name.hdr`` (``name`` with or without extension).
 
     Raises:
@@ -96,7 +98,7 @@ def _drop_trailing_ones(dims: tuple[int, ...]) -> tuple[int, ...]:
     return dims[:end]
 
 
-def read_cfl(name, *, squeeze: bool = False) -> np.ndarray:
+def read_cfl(name: str | os.PathLike, *, squeeze: bool = False) -> np.ndarray:
     """Read a BART array.
 
     Args:
@@ -124,7 +126,7 @@ def read_cfl(name, *, squeeze: bool = False) -> np.ndarray:
     return data.astype(np.complex64, copy=False).reshape(dims, order="F")
 
 
-def write_cfl(name, array) -> Path:
+def write_cfl(name: str | os.PathLike, array: ArrayLike) -> Path:
     """Write ``array`` as the BART pair ``name.hdr``/``name.cfl``, atomically.
 
     Args:

@@ -20,6 +20,7 @@ Conventions:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -271,7 +272,7 @@ def _image(ds, path: Path, func: str, *, rescale: bool) -> DicomImage:
     )
 
 
-def read_dicom(path, *, rescale: bool = True) -> DicomImage:
+def read_dicom(path: str | os.PathLike, *, rescale: bool = True) -> DicomImage:
     """Read one single-frame DICOM image.
 
     Args:
@@ -349,7 +350,7 @@ def _summaries(series, func) -> tuple[DicomSeriesSummary, ...]:
     return tuple(out)
 
 
-def list_dicom_series(folder) -> tuple[DicomSeriesSummary, ...]:
+def list_dicom_series(folder: str | os.PathLike) -> tuple[DicomSeriesSummary, ...]:
     """Summarise the DICOM series in a folder (its files only, not subfolders).
 
     Files that are not DICOM, and DICOM files without pixel data, are ignored. Only headers
@@ -371,7 +372,8 @@ def _describe(summaries) -> str:
         + ")" for s in summaries)
 
 
-def read_dicom_series(folder, *, series_uid: str | None = None) -> DicomSeries:
+def read_dicom_series(folder: str | os.PathLike, *,
+                      series_uid: str | None = None) -> DicomSeries:
     """Read the slices of one DICOM series from a folder and stack them in slice order.
 
     Every file of the folder (not its subfolders) is tried. Files that pydicom cannot parse as

@@ -30,11 +30,14 @@ import contextlib
 import dataclasses
 import math
 import numbers
+import os
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._atomic import atomic_paths
 
@@ -191,7 +194,8 @@ def _triple(values, name: str, kind, func: str):
     return tuple(kind(v) for v in out)
 
 
-def ismrmrd_header_xml(*, encoded_matrix, recon_matrix, encoded_fov_mm, recon_fov_mm,
+def ismrmrd_header_xml(*, encoded_matrix: Sequence[int], recon_matrix: Sequence[int],
+                       encoded_fov_mm: Sequence[float], recon_fov_mm: Sequence[float],
                        enc_limits_center: int | None = None, enc_limits_max: int | None = None,
                        num_coils: int | None = None,
                        h1_resonance_frequency_hz: int = _LARMOR_3T_HZ,
@@ -508,7 +512,7 @@ def _inspect(f: h5py.File, path: Path) -> FastMRIFile:
                        attrs=attrs, mask=mask)
 
 
-def read_fastmri(path) -> FastMRIFile:
+def read_fastmri(path: str | os.PathLike) -> FastMRIFile:
     """Open a fastMRI HDF5 file, check its layout and return a lazy :class:`FastMRIFile`.
 
     The layout, header and mask are checked now; k-space and the reconstruction are read when
@@ -559,9 +563,13 @@ def _optional_str(value, name: str):
     return value
 
 
-def write_fastmri(path, kspace, *, reconstruction=None, header=None, fov_mm=None,
+def write_fastmri(path: str | os.PathLike, kspace: ArrayLike, *,
+                  reconstruction: ArrayLike | None = None,
+                  header: str | bytes | FastMRIHeader | None = None,
+                  fov_mm: Sequence[float] | None = None,
                   acquisition: str | None = None, patient_id: str | None = None,
-                  max_value: float | None = None, norm: float | None = None, mask=None,
+                  max_value: float | None = None, norm: float | None = None,
+                  mask: ArrayLike | None = None,
                   acceleration: float | None = None,
                   num_low_frequency: int | None = None) -> Path:
     """Write one volume as a fastMRI HDF5 file, atomically.

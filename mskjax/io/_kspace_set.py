@@ -15,6 +15,7 @@ A ``manifest.json`` records the settings and the split.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 from .._checks import check_interval, check_positive_int
 from ..coils import rss
 from ..fourier import ifftnc
-from ..sim._kspace import simulate_kspace
+from ..sim import simulate_kspace
 from ._atomic import atomic_path
 from ._fastmri import ismrmrd_header_xml, write_fastmri
 
@@ -90,8 +91,10 @@ def split_subjects(subjects, *, val_fraction, seed):
     return train, val
 
 
-def make_kspace_set(images, out, *, num_coils=8, snr_db=30.0, seed=0, split="subject",
-                    val_fraction=0.25, recon_size=(320, 320), progress=True):
+def make_kspace_set(images: str | os.PathLike, out: str | os.PathLike, *, num_coils: int = 8,
+                    snr_db: float = 30.0, seed: int = 0, split: str | None = "subject",
+                    val_fraction: float = 0.25, recon_size: tuple[int, int] = (320, 320),
+                    progress: bool = True) -> dict:
     """Write a fastMRI-format multi-coil set, one file per subject (see the module docstring).
 
     Args:

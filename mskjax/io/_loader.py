@@ -15,6 +15,7 @@ and (with ``device_put``) the host-to-device copy overlap the computation.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from pathlib import Path
@@ -30,7 +31,7 @@ _FUNC = "mskjax.io.fastmri_batches"
 _DONE = object()
 
 
-def fastmri_slices(folder) -> list[tuple[Path, int]]:
+def fastmri_slices(folder: str | os.PathLike) -> list[tuple[Path, int]]:
     """All ``(path, slice_index)`` pairs of the ``*.h5`` files in ``folder``, sorted."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -87,9 +88,10 @@ def _collate(examples, device_put):
     return batch
 
 
-def fastmri_batches(folder, *, batch_size=1, mask_func: Callable | None = None, shuffle=False,
-                    seed=0, epochs=1, drop_last=False, prefetch=2,
-                    device_put=False) -> Iterator[Sample]:
+def fastmri_batches(folder: str | os.PathLike, *, batch_size: int = 1,
+                    mask_func: Callable | None = None, shuffle: bool = False, seed: int = 0,
+                    epochs: int = 1, drop_last: bool = False, prefetch: int = 2,
+                    device_put: bool = False) -> Iterator[Sample]:
     """Iterate over batches of slices of a folder of fastMRI files (see the module docstring).
 
     Args:

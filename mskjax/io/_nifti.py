@@ -20,12 +20,14 @@ Conventions:
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from ._atomic import atomic_path
 
@@ -144,7 +146,7 @@ def _cast(array: np.ndarray, dtype, path: Path, func: str) -> np.ndarray:
     return array.astype(dtype)
 
 
-def read_nifti(path, *, dtype=None) -> Volume:
+def read_nifti(path: str | os.PathLike, *, dtype: DTypeLike | None = None) -> Volume:
     """Read a NIfTI-1 or NIfTI-2 file (``.nii`` or ``.nii.gz``).
 
     Args:
@@ -172,7 +174,8 @@ def read_nifti(path, *, dtype=None) -> Volume:
     return Volume(array=array, affine=affine, voxel_size=voxel_size, path=path)
 
 
-def read_labels(path, *, names: Mapping[int, str] | None = None) -> Volume:
+def read_labels(path: str | os.PathLike, *,
+                names: Mapping[int, str] | None = None) -> Volume:
     """Read a label volume (a segmentation) from a NIfTI file as integers.
 
     Labels stored as integers keep their dtype. Labels stored as floats (or with a scaling in
@@ -216,7 +219,8 @@ def read_labels(path, *, names: Mapping[int, str] | None = None) -> Volume:
     return Volume(array=array, affine=affine, voxel_size=voxel_size, path=path)
 
 
-def write_nifti(path, array, *, affine=None, voxel_size=None) -> Path:
+def write_nifti(path: str | os.PathLike, array: ArrayLike, *, affine: ArrayLike | None = None,
+                voxel_size: float | Sequence[float] | None = None) -> Path:
     """Write an array to a NIfTI-1 file, ``.nii`` or ``.nii.gz`` (gzip compressed).
 
     The file is written to a temporary name beside ``path`` and renamed, so a failure leaves

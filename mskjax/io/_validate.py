@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import zipfile
 import zlib
 from pathlib import Path
@@ -180,7 +181,7 @@ def _spec_problems(spec) -> list[str]:
     return problems
 
 
-def load_spec(spec) -> dict:
+def load_spec(spec: dict | str | Path) -> dict:
     """A checked spec from a dict, a path to a JSON file, or a name in :data:`SPEC_DIR`.
 
     Raises:
@@ -524,7 +525,8 @@ def _format_for(path: Path, formats: list[str]) -> str | None:
     return None
 
 
-def validate(path, spec, *, strict: bool = False) -> ValidationReport:
+def validate(path: str | os.PathLike, spec: dict | str | Path, *,
+             strict: bool = False) -> ValidationReport:
     """Check a data file against a spec and report every mismatch.
 
     Args:

@@ -7,6 +7,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from .._checks import _is_concrete, as_array, check_finite, check_interval, check_ndim
 
@@ -68,7 +69,7 @@ def _data_range(data_range, gt, func):
     return jnp.asarray(data_range, gt.dtype)
 
 
-def nmse(gt, pred):
+def nmse(gt: ArrayLike, pred: ArrayLike) -> jax.Array:
     """Normalised mean squared error ``||gt - pred||^2 / ||gt||^2`` (``fastmri.evaluate.nmse``).
 
     Args:
@@ -87,7 +88,7 @@ def _nmse(gt, pred):
     return jnp.sum((gt - pred) ** 2) / jnp.sum(gt ** 2)
 
 
-def psnr(gt, pred, *, data_range=None):
+def psnr(gt: ArrayLike, pred: ArrayLike, *, data_range: ArrayLike | None = None) -> jax.Array:
     """Peak signal-to-noise ratio in dB, ``10 log10(data_range^2 / mean((gt - pred)^2))``.
 
     Matches ``fastmri.evaluate.psnr`` (scikit-image's ``peak_signal_noise_ratio``).
@@ -157,7 +158,8 @@ def _ssim_map(gt, pred, peak):
     return ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
 
 
-def ssim_map(gt, pred, *, data_range=None):
+def ssim_map(gt: ArrayLike, pred: ArrayLike, *,
+             data_range: ArrayLike | None = None) -> jax.Array:
     """The local SSIM of every pixel (scikit-image ``structural_similarity(..., full=True)``).
 
     Per slice: 7x7 uniform window with ``scipy.ndimage`` ``reflect`` boundaries, ``K1 = 0.01``,
@@ -176,7 +178,7 @@ def ssim_map(gt, pred, *, data_range=None):
     return _checked_ssim_map(gt, pred, data_range, "mskjax.metrics.ssim_map")
 
 
-def ssim(gt, pred, *, data_range=None):
+def ssim(gt: ArrayLike, pred: ArrayLike, *, data_range: ArrayLike | None = None) -> jax.Array:
     """Structural similarity as in ``fastmri.evaluate.ssim``: the mean over slices of
     scikit-image's ``structural_similarity`` with ``data_range=gt.max()`` of the whole volume.
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
-from ..linop._mri import apply_mask, check_mask
+import jax
+from jax.typing import ArrayLike
+
+from ..linop import apply_mask, check_mask
 from ..recon import zero_filled as _zero_filled
 from ._sample import SAMPLE_FIELDS
 from ._stage import Stage, stateless
@@ -23,7 +26,9 @@ def identity() -> Stage:
     return stateless(lambda sample, **extra: sample)
 
 
-def undersample(mask=None) -> Stage:
+def undersample(
+    mask: ArrayLike | Callable[[jax.Array, tuple[int, ...]], ArrayLike] | None = None,
+) -> Stage:
     """Apply a sampling mask to ``sample.kspace`` and record it in ``sample.mask``.
 
     Args:
@@ -64,7 +69,7 @@ def zero_filled() -> Stage:
     return stateless(fn)
 
 
-def map_field(fn: Callable, *, source: str, target: str | None = None) -> Stage:
+def map_field(fn: Callable[[Any], Any], *, source: str, target: str | None = None) -> Stage:
     """A stateless stage computing ``sample.<target> = fn(sample.<source>)``.
 
     Args:

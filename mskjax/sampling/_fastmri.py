@@ -15,6 +15,7 @@ float or zero step) these functions raise a ValueError that says why, before dra
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -120,7 +121,8 @@ def _magic_lines(num_cols: int, spacing: int, offset: int | None, rng) -> np.nda
 # --------------------------------------------------------------------------- public
 
 
-def random_mask(shape, *, center_fraction, acceleration, seed=None):
+def random_mask(shape: Sequence[int], *, center_fraction: float, acceleration: float,
+                seed: int | Sequence[int] | None = None) -> tuple[np.ndarray, int]:
     """The fastMRI random mask: a fully sampled centre plus random phase-encode lines.
 
     ``num_low = round(cols * center_fraction)`` centre lines are kept and every other line is
@@ -172,7 +174,9 @@ def _integer_spacing_setup(shape, center_fraction, acceleration, seed, offset, f
     return num_cols, round(num_cols * fraction), acceleration, offset, rng
 
 
-def equispaced_mask(shape, *, center_fraction, acceleration, seed=None, offset=None):
+def equispaced_mask(shape: Sequence[int], *, center_fraction: float, acceleration: int,
+                    seed: int | Sequence[int] | None = None,
+                    offset: int | None = None) -> tuple[np.ndarray, int]:
     """The fastMRI equispaced mask: a fully sampled centre plus every ``acceleration``-th line.
 
     Lines ``offset, offset + acceleration, ...`` are sampled on top of the
@@ -198,7 +202,9 @@ def equispaced_mask(shape, *, center_fraction, acceleration, seed=None, offset=N
     return _center_mask(num_cols, num_low) | lines, num_low
 
 
-def equispaced_fraction_mask(shape, *, center_fraction, acceleration, seed=None, offset=None):
+def equispaced_fraction_mask(shape: Sequence[int], *, center_fraction: float,
+                             acceleration: float, seed: int | Sequence[int] | None = None,
+                             offset: int | None = None) -> tuple[np.ndarray, int]:
     """The fastMRI equispaced mask whose spacing is adjusted to reach ``acceleration``.
 
     With ``num_low = round(cols * center_fraction)`` centre lines the outer lines are placed at
@@ -240,7 +246,9 @@ def equispaced_fraction_mask(shape, *, center_fraction, acceleration, seed=None,
     return _center_mask(num_cols, num_low) | lines, num_low
 
 
-def magic_mask(shape, *, center_fraction, acceleration, seed=None, offset=None):
+def magic_mask(shape: Sequence[int], *, center_fraction: float, acceleration: int,
+               seed: int | Sequence[int] | None = None,
+               offset: int | None = None) -> tuple[np.ndarray, int]:
     """The fastMRI "magic" mask: equispaced lines offset between the two halves of k-space.
 
     Offset sampling (Defazio 2019, arXiv:1912.01101) exploits approximate conjugate symmetry:
@@ -264,7 +272,9 @@ def magic_mask(shape, *, center_fraction, acceleration, seed=None, offset=None):
     return _center_mask(num_cols, num_low) | lines, num_low
 
 
-def magic_fraction_mask(shape, *, center_fraction, acceleration, seed=None, offset=None):
+def magic_fraction_mask(shape: Sequence[int], *, center_fraction: float, acceleration: float,
+                        seed: int | Sequence[int] | None = None,
+                        offset: int | None = None) -> tuple[np.ndarray, int]:
     """The fastMRI "magic" mask with the spacing adjusted to reach ``acceleration`` exactly.
 
     The number of centre lines is ``round(cols * center_fraction)`` bounded to

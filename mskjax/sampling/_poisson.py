@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -15,6 +17,7 @@ from ._common import calibration_slices, check_calib, check_seed_int, check_shap
 # may be out of reach; it is then checked up front, because sigpy's search only gives up after
 # about a thousand full-density draws.
 _CHECK_REACH_BELOW = 3.0
+_MAX_ATTEMPTS = 30  # sigpy.mri.poisson's default, which poisson_disc uses
 
 
 @contextlib.contextmanager
@@ -36,15 +39,83 @@ def _global_random_states_kept():
             _helperlib.rnd_set_state(pointer, numba_state)
 
 
-def _densest_acceleration(shape, calib, crop_corner: bool, seed: int) -> float | None:
-    """The acceleration of sigpy's densest pattern (its search's limit), or None if unknown."""
+def _densest_pattern(ny: int, nx: int, cy: int, cx: int, seed: int,
+                     max_attempts: int) -> np.ndarray:
+    """Bridson's Poisson disc at the smallest distance, one grid step everywhere, on the host.
+
+    This is the pattern ``sigpy.mri.poisson`` draws when its slope search reaches 0, step for
+    step: the calibration box, one seeding of the global random state (numba's, when jitted),
+    and the same sequence of draws (a random active sample; up to ``max_attempts`` candidates
+    in the annulus 1 to 2 steps around it, uniform in area; a candidate is kept if no sampled
+    grid point lies closer than one step, and stored at its integer part). So its sample count
+    is the limit of that search for the same seed. Returns a float mask ``(ny, nx)``.
+    """
+    mask = np.zeros((ny, nx))
+    mask[int(ny / 2 - cy / 2): int(ny / 2 + cy / 2), int(nx / 2 - cx / 2): int(nx / 2 + cx / 2)] = 1
+    np.random.seed(seed)
+    xs = np.empty(nx * ny, np.int32)  # the active list
+    ys = np.empty(nx * ny, np.int32)
+    xs[0] = np.random.randint(0, nx)
+    ys[0] = np.random.randint(0, ny)
+    active = 1
+    while nx * ny > active > 0:
+        i = np.random.randint(0, active)
+        px = xs[i]
+        py = ys[i]
+        found = False
+        attempt = 0
+        qx = qy = 0.0
+        while not found and attempt < max_attempts:
+            distance = (np.random.random() * 3 + 1) ** 0.5
+            angle = 2 * np.pi * np.random.random()
+            qx = px + distance * np.cos(angle)
+            qy = py + distance * np.sin(angle)
+            if 0 <= qx < nx and 0 <= qy < ny:
+                found = True
+                # The window bounds are written as sigpy rounds them (qx + 1.0 + 1, not + 2).
+                for x in range(max(int(qx - 1.0), 0), min(int(qx + 1.0 + 1), nx)):
+                    for y in range(max(int(qy - 1.0), 0), min(int(qy + 1.0 + 1), ny)):
+                        if mask[y, x] == 1 and (qx - x) ** 2 + (qy - y) ** 2 < 1:
+                            found = False
+                            break
+                    if not found:
+                        break
+            attempt += 1
+        if found:
+            xs[active] = int(qx)
+            ys[active] = int(qy)
+            mask[int(qy), int(qx)] = 1
+            active += 1
+        else:
+            xs[i] = xs[active - 1]
+            ys[i] = ys[active - 1]
+            active -= 1
+    return mask
+
+
+@functools.cache
+def _densest_pattern_jit():
+    """:func:`_densest_pattern` compiled with numba (which sigpy needs anyway), or None."""
     try:
-        from sigpy.mri.samp import _poisson
+        import numba
     except ImportError:
         return None
+    try:
+        return numba.njit(cache=True)(_densest_pattern)
+    except RuntimeError:  # no writable cache folder
+        return numba.njit(_densest_pattern)
+
+
+def _densest_acceleration(shape, calib, crop_corner: bool, seed: int) -> float | None:
+    """The acceleration of sigpy's densest pattern (its search's limit), or None if unknown.
+
+    Reseeds numba's global random state: call it inside :func:`_global_random_states_kept`.
+    """
+    kernel = _densest_pattern_jit()
+    if kernel is None:
+        return None
     ny, nx = shape
-    unit = np.ones(shape)
-    mask = _poisson(nx, ny, 30, unit, unit, calib, seed)
+    mask = kernel(ny, nx, calib[0], calib[1], seed, _MAX_ATTEMPTS)
     if crop_corner:  # the normalised radius sigpy crops at, with the calibration box removed
         y, x = np.mgrid[:ny, :nx]
         x = np.maximum(abs(x - nx / 2) - calib[-1] / 2, 0)
@@ -53,7 +124,9 @@ def _densest_acceleration(shape, calib, crop_corner: bool, seed: int) -> float |
     return nx * ny / max(float(mask.sum()), 1.0)
 
 
-def poisson_disc(shape, *, acceleration, calib=(0, 0), seed=0, crop_corner=True):
+def poisson_disc(shape: Sequence[int], *, acceleration: float,
+                 calib: int | Sequence[int] = (0, 0), seed: int | None = 0,
+                 crop_corner: bool = True) -> np.ndarray:
     """A 2D variable-density Poisson-disc mask over the two phase-encode axes ``(ky, kz)``.
 
     Wraps ``sigpy.mri.poisson``: samples keep a minimum distance that grows with the k-space

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +30,8 @@ def density_weights(shape: tuple[int, ...], power: float) -> np.ndarray:
     return (1.0 - np.minimum(np.sqrt(r2), 1.0)) ** power + FLOOR
 
 
-def variable_density(key, shape, *, acceleration, calib=(0, 0), power=2.0):
+def variable_density(key: jax.Array, shape: Sequence[int], *, acceleration: float,
+                     calib: int | Sequence[int] = (0, 0), power: float = 2.0) -> jax.Array:
     """A random variable-density mask with exactly ``round(prod(shape) / acceleration)`` samples.
 
     Every point of the grid gets the weight ``w = (1 - min(r, 1))**power + 0.01`` (r the

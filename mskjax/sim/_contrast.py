@@ -38,14 +38,20 @@ from __future__ import annotations
 import functools
 import inspect
 import numbers
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from . import _sdf as sdf
 from ._tissues import (TissueMaps, _labels_of, check_texture, maps_from_labels,
                        parameter_table)
+
+if TYPE_CHECKING:
+    from ._phantom import KneePhantom
 
 
 def _check_time(value, name, func, *, allow_zero=False):
@@ -93,7 +99,8 @@ def _spgr(weight, t1, t2, tr, te, alpha):
     return weight * jnp.sin(alpha) * (1.0 - e1) / (1.0 - jnp.cos(alpha) * e1) * jnp.exp(-te / t2)
 
 
-def spoiled_gradient_echo(maps, *, tr=20.0, te=4.0, flip_angle=30.0, fat_suppressed=False):
+def spoiled_gradient_echo(maps: TissueMaps, *, tr: float = 20.0, te: float = 4.0,
+                          flip_angle: float = 30.0, fat_suppressed: bool = False) -> jax.Array:
     """T1-weighted spoiled gradient echo (SPGR / FLASH) in the steady state.
 
     Args:
@@ -112,7 +119,8 @@ def spoiled_gradient_echo(maps, *, tr=20.0, te=4.0, flip_angle=30.0, fat_suppres
     return sum(_spgr(w, t1, t2, tr, te, alpha) for w, t1, t2 in _components(maps, fat_suppressed))
 
 
-def fast_spin_echo(maps, *, tr=3000.0, te=30.0, fat_suppressed=True):
+def fast_spin_echo(maps: TissueMaps, *, tr: float = 3000.0, te: float = 30.0,
+                   fat_suppressed: bool = True) -> jax.Array:
     """Fast spin echo at an effective echo time; by default fat-suppressed proton density.
 
     Args:
@@ -131,8 +139,10 @@ def fast_spin_echo(maps, *, tr=3000.0, te=30.0, fat_suppressed=True):
                for w, t1, t2 in _components(maps, fat_suppressed))
 
 
-def multi_echo_spin_echo(maps, *, tr=2000.0, echo_times=(10.0, 20.0, 30.0, 40.0, 50.0, 60.0,
-                                                          70.0, 80.0), fat_suppressed=False):
+def multi_echo_spin_echo(maps: TissueMaps, *, tr: float = 2000.0,
+                         echo_times: Sequence[float] = (10.0, 20.0, 30.0, 40.0, 50.0, 60.0,
+                                                        70.0, 80.0),
+                         fat_suppressed: bool = False) -> jax.Array:
     """Multi-echo spin echo for T2 mapping: ``S_n = PD (1 - exp(-TR/T1)) exp(-TE_n/T2)``.
 
     Args:
@@ -153,7 +163,8 @@ def multi_echo_spin_echo(maps, *, tr=2000.0, echo_times=(10.0, 20.0, 30.0, 40.0,
                for w, t1, t2 in _components(maps, fat_suppressed))
 
 
-def qdess(maps, *, tr=20.0, te=6.0, flip_angle=20.0, fat_suppressed=False):
+def qdess(maps: TissueMaps, *, tr: float = 20.0, te: float = 6.0, flip_angle: float = 20.0,
+          fat_suppressed: bool = False) -> jax.Array:
     """The two echoes of quantitative double-echo steady state (S+ then S-).
 
     Args:
@@ -185,7 +196,8 @@ def qdess(maps, *, tr=20.0, te=6.0, flip_angle=20.0, fat_suppressed=False):
     return jnp.stack([plus, minus])
 
 
-def t1rho_prepared(maps, *, spin_lock_times=(0.0, 10.0, 20.0, 40.0, 60.0)):
+def t1rho_prepared(maps: TissueMaps, *,
+                   spin_lock_times: Sequence[float] = (0.0, 10.0, 20.0, 40.0, 60.0)) -> jax.Array:
     """Spin-lock (T1rho) prepared, fat-suppressed images: ``S_n = PD_water exp(-TSL_n/T1rho)``.
 
     Args:
@@ -212,8 +224,10 @@ CONTRASTS = {
 }
 
 
-def render(phantom_or_labels, *, contrast="pd_fs", key=None, texture=0.0, noise=0.0,
-           parameters=None, **sequence):
+def render(phantom_or_labels: KneePhantom | ArrayLike, *, contrast: str = "pd_fs",
+           key: jax.Array | None = None, texture: float = 0.0, noise: float = 0.0,
+           parameters: Mapping[str, Mapping[str, float]] | None = None,
+           **sequence: Any) -> jax.Array:
     """An MR image of a phantom (or a label array) in one of :data:`CONTRASTS`.
 
     Args:

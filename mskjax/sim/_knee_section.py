@@ -9,7 +9,11 @@ fluid brightest.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from .._checks import check_ndim, check_positive_int
 
@@ -46,7 +50,8 @@ _ELLIPSES = (
 )
 
 
-def knee_section(shape=(320, 256), *, dtype=jnp.float32):
+def knee_section(shape: Sequence[int] = (320, 256), *,
+                 dtype: DTypeLike = jnp.float32) -> jax.Array:
     """An axial knee cross-section at the femoral condyles (a real, non-negative image).
 
     Args:

@@ -10,10 +10,12 @@ and an orthonormal FFT this is also the per-sample standard deviation of the k-s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from .._checks import as_array, check_finite, check_interval, check_ndim, check_positive_int
 from ..coils import birdcage_maps, gaussian_maps, normalize_maps
@@ -37,7 +39,8 @@ class SimulatedKspace(NamedTuple):
     noise_std: jax.Array
 
 
-def smooth_phase(key, shape, *, max_radians=jnp.pi):
+def smooth_phase(key: jax.Array, shape: Sequence[int], *,
+                 max_radians: float = jnp.pi) -> jax.Array:
     """A random smooth phase map: a quadratic polynomial over the normalised grid.
 
     Args:
@@ -57,7 +60,9 @@ def smooth_phase(key, shape, *, max_radians=jnp.pi):
     return sum(c * t for c, t in zip(coefficients, terms)).astype(jnp.float32)
 
 
-def simulate_kspace(image, key, *, num_coils=8, snr_db=30.0, phase="smooth", maps="birdcage"):
+def simulate_kspace(image: ArrayLike, key: jax.Array, *, num_coils: int = 8,
+                    snr_db: float = 30.0, phase: str | ArrayLike | None = "smooth",
+                    maps: str | ArrayLike = "birdcage") -> SimulatedKspace:
     """Simulate multi-coil k-space from an image.
 
     Args:

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from .._checks import check_positive_int
 from . import _sdf as sdf
@@ -241,9 +243,12 @@ def evaluate_grid(anatomy, lay, draws, config, shape, slice_axis=None, slice_ind
                                    .reshape(out_shape)), *pieces)
 
 
-def knee_phantom(key, *, shape=(64, 128, 128), voxel_size=None, centre=(0.0, 0.0, 0.0),
-                 slice_axis=None, slice_index=None, pathology=None, kl_grade=0,
-                 side="right") -> KneePhantom:
+def knee_phantom(key: jax.Array, *, shape: Sequence[int] = (64, 128, 128),
+                 voxel_size: float | Sequence[float] | None = None,
+                 centre: Sequence[float] = (0.0, 0.0, 0.0), slice_axis: int | None = None,
+                 slice_index: int | None = None,
+                 pathology: str | Sequence[str] | Mapping[str, float | bool | str] | None = None,
+                 kl_grade: int | ArrayLike = 0, side: str = "right") -> KneePhantom:
     """Draw one knee: integer tissue labels, its anatomy and its pathologies.
 
     The same key always gives the same subject; the anatomy depends on the key only, so

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -95,8 +96,10 @@ def _draw_grade(key):
     return jax.random.randint(jax.random.fold_in(key, 5), (), 0, 5)
 
 
-def knee_radiograph(key, *, grade=None, shape=(256, 256), pixel_size=0.6, depth_samples=96,
-                    photons=None, side="right") -> KneeRadiograph:
+def knee_radiograph(key: jax.Array, *, grade: int | None = None,
+                    shape: Sequence[int] = (256, 256), pixel_size: float = 0.6,
+                    depth_samples: int = 96, photons: float | None = None,
+                    side: str = "right") -> KneeRadiograph:
     """An anteroposterior radiograph of a phantom knee with osteoarthritis of a given grade.
 
     Args:

@@ -53,14 +53,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from . import _sdf as sdf
 from ._geometry import KNEE_LABELS
+
+if TYPE_CHECKING:
+    from ._phantom import KneePhantom
 
 #: The fat component's relaxation times at 3 T (ms).
 FAT_RELAXATION = {"t1": 370.0, "t2": 130.0}
@@ -156,7 +161,9 @@ def smooth_field(white, correlation=2.0):
     return (field - field.mean()) / jnp.maximum(field.std(), 1e-12)
 
 
-def tissue_maps(phantom_or_labels, *, parameters=None, key=None, texture=0.0) -> TissueMaps:
+def tissue_maps(phantom_or_labels: KneePhantom | ArrayLike, *,
+                parameters: Mapping[str, Mapping[str, float]] | None = None,
+                key: jax.Array | None = None, texture: float = 0.0) -> TissueMaps:
     """Parameter maps from a :class:`KneePhantom` (with its pathologies) or from labels.
 
     Args:

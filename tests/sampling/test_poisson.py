@@ -75,6 +75,48 @@ def test_global_random_states_unchanged():
     seed(99)
     poisson_disc((40, 30), acceleration=4, seed=5)
     assert draw() == want
+    seed(99)
+    poisson_disc((40, 30), acceleration=2, seed=5)  # through the reach check, which draws too
+    assert draw() == want
+
+
+@pytest.mark.parametrize("shape,calib", [((48, 40), (0, 0)), ((33, 20), (6, 4)),
+                                         ((20, 33), (3, 3))])
+def test_densest_pattern_is_sigpys(shape, calib):
+    # The reach check redraws sigpy's densest pattern (unit radius everywhere) with public APIs
+    # only; sigpy's private kernel is the oracle here, as long as sigpy has it.
+    try:
+        from sigpy.mri.samp import _poisson
+    except ImportError:
+        pytest.skip("sigpy has no private _poisson kernel to compare with")
+    from mskjax.sampling._poisson import _densest_pattern_jit, _global_random_states_kept
+
+    kernel = _densest_pattern_jit()
+    ny, nz = shape
+    unit = np.ones(shape)
+    with _global_random_states_kept():
+        for seed in range(4):
+            want = _poisson(nz, ny, 30, unit, unit, calib, seed)
+            got = kernel(ny, nz, calib[0], calib[1], seed, 30)
+            np.testing.assert_array_equal(got, want)
+            assert 0.5 < want.mean() < 0.95
+
+
+@pytest.mark.parametrize("shape,crop_corner,seed", [((48, 40), False, 1), ((64, 48), True, 0)])
+def test_reach_bound_is_tight(shape, crop_corner, seed):
+    # Just inside the densest pattern's reach sigpy's search succeeds; just outside, the check
+    # says so at once, quoting the densest acceleration for this seed.
+    from mskjax.sampling._poisson import _densest_acceleration, _global_random_states_kept
+
+    with _global_random_states_kept():
+        densest = _densest_acceleration(shape, (4, 4), crop_corner, seed)
+    assert 1.1 < densest < 2
+    mask = poisson_disc(shape, acceleration=densest - 0.05, calib=(4, 4), seed=seed,
+                        crop_corner=crop_corner)
+    assert abs(mask.size / mask.sum() - (densest - 0.05)) < 0.1
+    with pytest.raises(ValueError, match=f"out of reach.*gives about {densest:.2f}"):
+        poisson_disc(shape, acceleration=densest - 0.11, calib=(4, 4), seed=seed,
+                     crop_corner=crop_corner)
 
 
 def test_out_of_reach_acceleration_fails_fast():
