@@ -117,10 +117,10 @@ def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acc
     maps = coils.espirit(undersampled, calib_width=(24, calib), kernel_width=min(6, calib - 1))
     recons = {
         "zero-filled": np.asarray(result.image),
-        "CG-SENSE": np.abs(np.asarray(recon.cg_sense(undersampled, maps, lamda=0.01,
-                                                     max_iter=30).image)),
-        "L1-wavelet": np.abs(np.asarray(recon.l1_wavelet(undersampled, maps, lamda=l1_lamda,
-                                                         max_iter=50).image)),
+        "CG-SENSE": np.abs(np.asarray(recon.cg_sense(undersampled, maps, mask=mask,
+                                                     lamda=0.01, max_iter=30).image)),
+        "L1-wavelet": np.abs(np.asarray(recon.l1_wavelet(undersampled, maps, mask=mask,
+                                                         lamda=l1_lamda, max_iter=50).image)),
     }
     bar.update()
 
