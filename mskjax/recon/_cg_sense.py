@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from .._checks import check_interval, check_positive_int
+from .._checks import check_interval
 from ..linop import Identity
 from ..solvers import cg
 from ._result import Reconstruction
@@ -45,11 +45,9 @@ def cg_sense(kspace: ArrayLike, maps: ArrayLike, *, mask: ArrayLike | None = Non
         relative residual ``||r_k|| / ||A^H y||`` after each iteration, ``status``.
     """
     func = "mskjax.recon.cg_sense"
-    check_positive_int(max_iter, "max_iter", func)
-    for name, value in (("lamda", lamda), ("tol", tol)):
-        if not isinstance(value, jax.core.Tracer):
-            check_interval(value, name, func, low=0, low_open=False)
-    operator, y = sense_operator(kspace, maps, mask, func)
+    if not isinstance(tol, jax.core.Tracer):
+        check_interval(tol, "tol", func, low=0, low_open=False)
+    operator, y = sense_operator(kspace, maps, mask, func, lamda=lamda, max_iter=max_iter)
     b = operator.H(y)
     normal = operator.N + jnp.asarray(lamda, jnp.finfo(b.dtype).dtype) * Identity(b.shape)
     return Reconstruction.from_result(cg(normal, b, max_iter=max_iter, tol=tol))

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import jax
 from jax.typing import ArrayLike
 
-from .._checks import check_interval, check_positive_int
 
 from ..linop import Wavelet
 from ..solvers import fista, prox
@@ -43,12 +41,8 @@ def l1_wavelet(kspace: ArrayLike, maps: ArrayLike, *, mask: ArrayLike | None = N
         :class:`Reconstruction` with ``history`` the objective after each iteration and
         ``status`` ``MAX_ITERATIONS`` (or ``NONFINITE``).
     """
-    func = "mskjax.recon.l1_wavelet"
-    check_positive_int(max_iter, "max_iter", func)
-    check_positive_int(power_iter, "power_iter", func)
-    if not isinstance(lamda, jax.core.Tracer):
-        check_interval(lamda, "lamda", func, low=0, low_open=False)
-    operator, y = sense_operator(kspace, maps, mask, func)
+    operator, y = sense_operator(kspace, maps, mask, "mskjax.recon.l1_wavelet",
+                                 lamda=lamda, max_iter=max_iter, power_iter=power_iter)
     transform = Wavelet(operator.ishape, wavelet=wavelet, levels=levels,
                         axes=spatial_axes(operator))
     result = fista(operator, y, prox.l1(transform, lamda), max_iter=max_iter,

@@ -10,14 +10,20 @@ sigpy (squared in the normal operator).
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
-from .._checks import as_array, check_complex, check_finite, check_ndim, check_shape
+from .._checks import (as_array, check_complex, check_finite, check_interval, check_ndim,
+                       check_positive_int, check_shape)
 from ..linop import Sense, SoftSense, apply_mask, check_mask
 
 
-def sense_operator(kspace, maps, mask, func):
-    """Validate the inputs; return ``(A, y)`` with ``y`` the masked k-space."""
+def sense_operator(kspace, maps, mask, func, *, lamda=0.0, max_iter=1, power_iter=1):
+    """Validate the inputs (and the solver settings); return ``(A, y)``, ``y`` masked."""
+    check_positive_int(max_iter, "max_iter", func)
+    check_positive_int(power_iter, "power_iter", func)
+    if not isinstance(lamda, jax.core.Tracer):
+        check_interval(lamda, "lamda", func, low=0, low_open=False)
     kspace = as_array(kspace, "kspace", func)
     check_ndim(kspace, "kspace", func, min_ndim=2, layout="(coils, *spatial)")
     if kspace.ndim > 4:

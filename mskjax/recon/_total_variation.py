@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import jax
 from jax.typing import ArrayLike
 
-from .._checks import check_interval, check_positive_int
 
 from ..linop import FiniteDifference
 from ..solvers import primal_dual, prox
@@ -38,12 +36,8 @@ def total_variation(kspace: ArrayLike, maps: ArrayLike, *, mask: ArrayLike | Non
         :class:`Reconstruction` with ``history`` the objective after each iteration and
         ``status`` ``MAX_ITERATIONS`` (or ``NONFINITE``).
     """
-    func = "mskjax.recon.total_variation"
-    check_positive_int(max_iter, "max_iter", func)
-    check_positive_int(power_iter, "power_iter", func)
-    if not isinstance(lamda, jax.core.Tracer):
-        check_interval(lamda, "lamda", func, low=0, low_open=False)
-    operator, y = sense_operator(kspace, maps, mask, func)
+    operator, y = sense_operator(kspace, maps, mask, "mskjax.recon.total_variation",
+                                 lamda=lamda, max_iter=max_iter, power_iter=power_iter)
     axes = spatial_axes(operator)
     gradient = FiniteDifference(operator.ishape, axes=axes)
     result = primal_dual(operator, y, gradient, prox.l1(None, lamda), max_iter=max_iter,
