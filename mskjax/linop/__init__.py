@@ -13,12 +13,12 @@ from ._base import (Adjoint, Compose, Identity, LinearOperator, Normal, Scaled, 
 from ._finite_difference import FiniteDifference
 from ._function import FunctionOperator
 from ._matrix import Matrix
-from ._mri import (FFT, Coils, Mask, Sense, SoftSense, apply_mask, check_maps, check_mask,
-                   reduce_mask)
+from ._mri import (FFT, Coils, Mask, Sense, SenseNormal, SoftSense, apply_mask, check_maps,
+                   check_mask, reduce_mask)
 from ._wavelet import Wavelet
 
 __all__ = [
     "LinearOperator", "static_field", "Identity", "Adjoint", "Normal", "Compose", "Sum",
-    "Scaled", "FFT", "Mask", "Coils", "Sense", "SoftSense", "FiniteDifference", "Wavelet",
+    "Scaled", "FFT", "Mask", "Coils", "Sense", "SenseNormal", "SoftSense", "FiniteDifference", "Wavelet",
     "Matrix", "FunctionOperator", "apply_mask", "check_mask", "check_maps", "reduce_mask",
 ]

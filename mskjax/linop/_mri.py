@@ -62,18 +62,27 @@ def reduce_mask(mask):
     return jnp.asarray(values)
 
 
-def _fast_normal(mask, coil_images):
-    """``F_c^H M F_c`` (centred, orthonormal) over the spatial axes of ``(coils, *spatial)``.
+def _normal_axes(mask, ndim):
+    """The spatial axes of ``(coils, *spatial)`` data (``ndim`` axes) along which ``mask``
+    varies, and the same axes counted in the mask's own dimensions."""
+    offset = ndim - mask.ndim
+    axes = tuple(a for a in range(max(offset, 1), ndim) if mask.shape[a - offset] > 1)
+    return axes, tuple(a - offset for a in axes)
 
-    Plain FFTs on the shifted mask, only along the axes on which the mask varies (see the
-    module docstring).
+
+def _shift_mask(mask, ndim):
+    """The mask as the plain FFT sees it: ``ifftshift`` along the axes on which it varies."""
+    _, mask_axes = _normal_axes(mask, ndim)
+    return jnp.fft.ifftshift(mask, axes=mask_axes) if mask_axes else mask
+
+
+def _fast_normal(shifted, coil_images):
+    """``F_c^H M F_c`` (centred, orthonormal) of ``(coils, *spatial)`` coil images, given the
+    shifted mask: plain FFTs, only along the axes on which the mask varies (module docstring).
     """
-    offset = coil_images.ndim - mask.ndim
-    axes = tuple(a for a in range(max(offset, 1), coil_images.ndim)
-                 if mask.shape[a - offset] > 1)
+    axes, _ = _normal_axes(shifted, coil_images.ndim)
     if not axes:
-        return _mask_normal(mask, coil_images)
-    shifted = jnp.fft.ifftshift(mask, axes=tuple(a - offset for a in axes))
+        return _mask_normal(shifted, coil_images)
     k = jnp.fft.fftn(coil_images, axes=axes, norm="ortho")
     return jnp.fft.ifftn(_mask_normal(shifted, k), axes=axes, norm="ortho")
 
@@ -229,10 +238,12 @@ class Sense(LinearOperator):
         return jnp.sum(jnp.conj(self.maps) * coil_images, axis=0)
 
     def _normal(self, x):
-        if self.mask is None:
-            return jnp.sum(jnp.abs(self.maps) ** 2, axis=0).astype(x.dtype) * x
-        coil_images = _fast_normal(self.mask, self.maps * x)
-        return jnp.sum(jnp.conj(self.maps) * coil_images, axis=0)
+        return self.N._apply(x)
+
+    @property
+    def N(self) -> SenseNormal:
+        """``A.H @ A`` with the mask shifted once, here (see :class:`SenseNormal`)."""
+        return SenseNormal._of(self.maps, self.mask, sets=False, ishape=self.ishape)
 
 
 class SoftSense(LinearOperator):
@@ -270,7 +281,54 @@ class SoftSense(LinearOperator):
         return jnp.sum(jnp.conj(self.maps) * coil_images[None], axis=1)
 
     def _normal(self, x):
+        return self.N._apply(x)
+
+    @property
+    def N(self) -> SenseNormal:
+        """``A.H @ A`` with the mask shifted once, here (see :class:`SenseNormal`)."""
+        return SenseNormal._of(self.maps, self.mask, sets=True, ishape=self.ishape)
+
+
+class SenseNormal(LinearOperator):
+    """The normal operator ``A.H @ A`` of :class:`Sense` or :class:`SoftSense`: ``Sense(...).N``.
+
+    ``sum_c conj(S_c) F_c^H M F_c (S_c x)`` computed with plain FFTs on the ``ifftshift``-ed
+    mask, only along the axes on which the mask varies (see the module docstring). The mask is
+    shifted once, when ``A.N`` is taken, so a solver that takes ``A.N`` before its loop shifts
+    nothing per iteration; gradients flow to the original mask through the shift. Without a
+    mask (one set of maps) it is the pointwise ``sum_c |S_c|^2 x``. Self-adjoint.
+    """
+
+    maps: jax.Array
+    mask: jax.Array | None  # shifted: ifftshift along the axes on which it varies
+    sets: bool = static_field()
+
+    @classmethod
+    def _of(cls, maps, mask, *, sets, ishape):
+        op = object.__new__(cls)
+        ndim = maps.ndim - 1 if sets else maps.ndim
+        shifted = None if mask is None else _shift_mask(mask, ndim)
+        op._set(maps=maps, mask=shifted, sets=sets, ishape=ishape, oshape=ishape)
+        return op
+
+    def _apply(self, x):
+        if not self.sets:
+            if self.mask is None:
+                return jnp.sum(jnp.abs(self.maps) ** 2, axis=0).astype(x.dtype) * x
+            coil_images = _fast_normal(self.mask, self.maps * x)
+            return jnp.sum(jnp.conj(self.maps) * coil_images, axis=0)
         coil_images = jnp.sum(self.maps * x[:, None], axis=0)
         if self.mask is not None:
             coil_images = _fast_normal(self.mask, coil_images)
         return jnp.sum(jnp.conj(self.maps) * coil_images[None], axis=1)
+
+    def _adjoint(self, y):
+        return self._apply(y)
+
+    @property
+    def H(self) -> SenseNormal:
+        return self
+
+    @property
+    def hermitian(self) -> bool:
+        return True

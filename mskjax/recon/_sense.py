@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._checks import (as_array, check_complex, check_finite, check_interval, check_ndim,
                        check_positive_int, check_shape)
@@ -41,6 +42,10 @@ def sense_operator(kspace, maps, mask, func, *, lamda=0.0, max_iter=1, power_ite
         check_shape(maps, kspace.shape, "maps", func,
                     layout="(the k-space shape, or (sets, *kspace.shape))")
     check_finite(maps, "maps", func)
+    if mask is None and not isinstance(kspace, jax.core.Tracer):
+        # On the host, so that the mask stays concrete (and is reduced to the axes on which
+        # it varies) even when this runs while jit traces a function closing over the k-space.
+        mask = np.any(np.asarray(kspace) != 0, axis=0)
     kspace, maps = jnp.asarray(kspace), jnp.asarray(maps).astype(kspace.dtype)
     if mask is None:
         mask = jnp.any(kspace != 0, axis=0)

@@ -67,7 +67,7 @@ def fista(operator: LinearOperator, y: jax.Array, prox: Callable, *, step=None,
         t_new = (1 + jnp.sqrt(1 + 4 * t * t)) / 2
         return (x_new, x, normal_new, normal_x, t, t_new), objective(x_new, normal_new)
 
-    normal0 = data.normal(x0)
+    normal0 = data.start_normal
     one = jnp.asarray(1.0, real)
     (x, *_), history = jax.lax.scan(body, (x0, x0, normal0, normal0, one, one), None,
                                     length=max_iter)

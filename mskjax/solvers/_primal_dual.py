@@ -89,7 +89,7 @@ def primal_dual(operator: LinearOperator, y: jax.Array, transform: LinearOperato
         normal_new = data.normal(x_new)
         return (x_new, v, normal_new), objective(x_new, normal_new)
 
-    (x, _, _), history = jax.lax.scan(body, (x0, v0, data.normal(x0)), None,
+    (x, _, _), history = jax.lax.scan(body, (x0, v0, data.start_normal), None,
                                       length=max_iter)
     finite = jnp.isfinite(history[-1]) & _tree.all_finite(x)
     return SolverResult(x=x, iterations=jnp.int32(max_iter), history=history,

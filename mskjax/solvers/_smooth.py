@@ -20,6 +20,7 @@ from ._power import max_eigenvalue
 
 class LeastSquares(NamedTuple):
     normal: LinearOperator  # A.N
+    start_normal: jax.Array  # A.N x0 (zeros, not computed, for the default x0 = 0)
     b: jax.Array  # A^H y
     data_norm2: jax.Array  # ||y||^2
     lipschitz: jax.Array  # ||A||^2 (power iteration), or 1 / step when a step was given
@@ -35,23 +36,25 @@ def least_squares(operator, y, *, x0, max_iter, power_iter, func, lipschitz=None
     check_positive_int(power_iter, "power_iter", func)
     y = linear_operator(operator, y, func)
     b = operator.H(y)
+    normal = operator.N
     if x0 is None:
-        x0 = jnp.zeros_like(b)
+        x0 = start_normal = jnp.zeros_like(b)
     else:
         x0 = jnp.asarray(x0)
         if x0.shape != operator.ishape:
             raise ValueError(f"{func}: x0 must have the operator's input shape "
                              f"{operator.ishape}, got {x0.shape}")
         x0 = x0.astype(b.dtype)
+        start_normal = normal(x0)
     if lipschitz is None:
-        lipschitz = max_eigenvalue(operator.N, jax.random.key(0), num_iter=power_iter,
+        lipschitz = max_eigenvalue(normal, jax.random.key(0), num_iter=power_iter,
                                    dtype=b.dtype)
     else:
         if not isinstance(lipschitz, jax.core.Tracer):
             check_interval(lipschitz, "operator_norm2", func, low=0)
         lipschitz = jnp.asarray(lipschitz, jnp.finfo(b.dtype).dtype)
-    return LeastSquares(normal=operator.N, b=b, data_norm2=jnp.real(jnp.vdot(y, y)),
-                        lipschitz=lipschitz), x0
+    return LeastSquares(normal=normal, start_normal=start_normal, b=b,
+                        data_norm2=jnp.real(jnp.vdot(y, y)), lipschitz=lipschitz), x0
 
 
 def check_step(step, func):

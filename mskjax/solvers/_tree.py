@@ -15,7 +15,9 @@ def vdot(a, b) -> jax.Array:
 
 def norm2(a) -> jax.Array:
     """Squared Euclidean norm over all leaves."""
-    return vdot(a, a)
+    leaves = [jnp.sum(jnp.real(x) ** 2 + jnp.imag(x) ** 2) if jnp.iscomplexobj(x)
+              else jnp.sum(x * x) for x in jax.tree_util.tree_leaves(a)]
+    return sum(leaves[1:], leaves[0])
 
 
 def axpy(alpha, x, y):
