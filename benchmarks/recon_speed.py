@@ -379,7 +379,9 @@ def run_baseline(ref, cases, repeats):
 
 
 def fmt(value, width, digits=3):
-    return f"{value:>{width}.{digits}f}" if isinstance(value, (int, float)) else " " * (width - 1) + "-"
+    if isinstance(value, (int, float)):
+        return f"{value:>{width}.{digits}f}"
+    return " " * (width - 1) + "-"
 
 
 def main():
@@ -416,7 +418,8 @@ def main():
         print(f"timing the baseline {args.baseline} in a worktree ...", flush=True)
         results["baseline"] = run_baseline(args.baseline, cases, args.repeats)
     header = (f"{'case':<8}{'method':<32}{'compile s':>10}{'mskjax s':>10}{'sigpy s':>9}"
-              f"{'bart s':>9}{'sigpy/ours':>11}{'bart/ours':>10}{'before s':>10}{'after/before':>13}")
+              f"{'bart s':>9}{'sigpy/ours':>11}{'bart/ours':>10}{'before s':>10}"
+              f"{'after/before':>13}")
     print(header)
     print("-" * len(header))
     for name in cases:
@@ -436,7 +439,8 @@ def main():
                 r["after_over_before"] = r["steady_s"] / r["before_s"]
             print(f"{name:<8}{method:<32}{fmt(r['compile_s'], 10, 2)}{fmt(r['steady_s'], 10)}"
                   f"{fmt(r.get('sigpy_s'), 9)}{fmt(r.get('bart_s'), 9)}"
-                  f"{fmt(r.get('sigpy_over_mskjax'), 10, 2)}x{fmt(r.get('bart_over_mskjax'), 9, 2)}x"
+                  f"{fmt(r.get('sigpy_over_mskjax'), 10, 2)}x"
+                  f"{fmt(r.get('bart_over_mskjax'), 9, 2)}x"
                   f"{fmt(r.get('before_s'), 10)}{fmt(r.get('after_over_before'), 12, 2)}x")
         if "cg_sense" in rows and "per_iteration_s" in rows["cg_sense"]:
             r = rows["cg_sense"]

@@ -8,8 +8,7 @@ building blocks :class:`Adjoint`, :class:`Normal`, :class:`Compose`, :class:`Sum
 :class:`Scaled` are public so that ``isinstance`` checks and pytree paths read well.
 """
 
-from ._base import (Adjoint, Compose, Identity, LinearOperator, Normal, Scaled, Sum,
-                    static_field)
+from ._base import Adjoint, Compose, Identity, LinearOperator, Normal, Scaled, Sum, static_field
 from ._finite_difference import FiniteDifference
 from ._function import FunctionOperator
 from ._matrix import Matrix
@@ -19,6 +18,7 @@ from ._wavelet import Wavelet
 
 __all__ = [
     "LinearOperator", "static_field", "Identity", "Adjoint", "Normal", "Compose", "Sum",
-    "Scaled", "FFT", "Mask", "Coils", "Sense", "SenseNormal", "SoftSense", "FiniteDifference", "Wavelet",
+    "Scaled", "FFT", "Mask", "Coils", "Sense", "SenseNormal", "SoftSense", "FiniteDifference",
+    "Wavelet",
     "Matrix", "FunctionOperator", "apply_mask", "check_mask", "check_maps", "reduce_mask",
 ]

@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 
 def static_field():
@@ -232,7 +234,7 @@ class Normal(LinearOperator):
 class Identity(LinearOperator):
     """The identity on arrays of ``shape``."""
 
-    def __init__(self, shape):
+    def __init__(self, shape: Sequence[int]):
         shape = _check_shape_tuple(shape, "mskjax.linop.Identity")
         self._set(ishape=shape, oshape=shape)
 
@@ -338,7 +340,7 @@ class Scaled(LinearOperator):
     op: LinearOperator
     scale: jax.Array
 
-    def __init__(self, op: LinearOperator, scale):
+    def __init__(self, op: LinearOperator, scale: complex | ArrayLike):
         _check_operator(op, "mskjax.linop.Scaled")
         if not (isinstance(scale, numbers.Number) or np.ndim(scale) == 0):
             raise TypeError(f"mskjax.linop.Scaled: scale must be a scalar, got {_describe(scale)}")

@@ -8,6 +8,8 @@ This is the convention of ``sigpy.linop.FiniteDifference``; the adjoint is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax.numpy as jnp
 
 from .._checks import normalize_axes
@@ -24,7 +26,7 @@ class FiniteDifference(LinearOperator):
 
     axes: tuple = static_field()
 
-    def __init__(self, shape, *, axes=None):
+    def __init__(self, shape: Sequence[int], *, axes: int | Sequence[int] | None = None):
         func = "mskjax.linop.FiniteDifference"
         shape = _check_shape_tuple(shape, func)
         axes = tuple(range(len(shape))) if axes is None else axes

@@ -22,16 +22,19 @@ Conventions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from .._checks import as_array, check_complex, check_finite, check_ndim, normalize_axes
 from ..fourier import fftnc, ifftnc
 from ._base import LinearOperator, _check_shape_tuple, static_field
 
 
-def apply_mask(mask, x):
+def apply_mask(mask: jax.Array | None, x: jax.Array) -> jax.Array:
     """Multiply ``x`` by a boolean or real ``mask``; masked entries are +0.0 (never -0.0)."""
     if mask is None:
         return x
@@ -46,7 +49,7 @@ def _mask_normal(mask, x):
     return apply_mask(mask * mask, x)
 
 
-def reduce_mask(mask):
+def reduce_mask(mask: ArrayLike) -> jax.Array:
     """A concrete mask with length 1 along every axis on which it is constant.
 
     The result broadcasts to whatever ``mask`` broadcasts to. Traced masks are returned
@@ -87,7 +90,7 @@ def _fast_normal(shifted, coil_images):
     return jnp.fft.ifftn(_mask_normal(shifted, k), axes=axes, norm="ortho")
 
 
-def check_mask(mask, kspace_shape, func):
+def check_mask(mask: ArrayLike, kspace_shape: Sequence[int], func: str) -> jax.Array:
     """Validate a mask against a k-space shape; return it as a bool or real array."""
     mask = as_array(mask, "mask", func)
     if jnp.issubdtype(mask.dtype, jnp.complexfloating):
@@ -114,7 +117,16 @@ def check_mask(mask, kspace_shape, func):
     return jnp.asarray(mask)
 
 
-def check_maps(maps, func):
+def _reduced_mask(mask, kspace_shape, func):
+    """Validate ``mask``; when its values are known, reduce it on the host (:func:`reduce_mask`),
+    which also works while jit traces a function that closes over a concrete mask."""
+    checked = check_mask(mask, kspace_shape, func)
+    if isinstance(mask, jax.core.Tracer):
+        return checked
+    return reduce_mask(np.asarray(mask).astype(checked.dtype))
+
+
+def check_maps(maps: ArrayLike, func: str) -> jax.Array:
     """Validate coil sensitivity maps ``(coils, *spatial)``; return them as a JAX array."""
     maps = as_array(maps, "maps", func)
     check_ndim(maps, "maps", func, min_ndim=2, layout="(coils, *spatial)")
@@ -133,7 +145,7 @@ class FFT(LinearOperator):
 
     axes: tuple = static_field()
 
-    def __init__(self, shape, *, axes=None):
+    def __init__(self, shape: Sequence[int], *, axes: int | Sequence[int] | None = None):
         shape = _check_shape_tuple(shape, "mskjax.linop.FFT")
         axes = tuple(range(len(shape))) if axes is None else axes
         axes = normalize_axes(axes, len(shape), "axes", "mskjax.linop.FFT")
@@ -159,7 +171,7 @@ class Mask(LinearOperator):
 
     mask: jax.Array
 
-    def __init__(self, mask, *, shape=None):
+    def __init__(self, mask: ArrayLike, *, shape: Sequence[int] | None = None):
         func = "mskjax.linop.Mask"
         mask = as_array(mask, "mask", func)
         shape = tuple(mask.shape) if shape is None else _check_shape_tuple(shape, func)
@@ -189,7 +201,7 @@ class Coils(LinearOperator):
 
     maps: jax.Array
 
-    def __init__(self, maps):
+    def __init__(self, maps: ArrayLike):
         maps = check_maps(maps, "mskjax.linop.Coils")
         self._set(maps=maps, ishape=maps.shape[1:], oshape=maps.shape)
 
@@ -222,11 +234,11 @@ class Sense(LinearOperator):
     mask: jax.Array | None
     axes: tuple = static_field()
 
-    def __init__(self, maps, *, mask=None):
+    def __init__(self, maps: ArrayLike, *, mask: ArrayLike | None = None):
         func = "mskjax.linop.Sense"
         maps = check_maps(maps, func)
         if mask is not None:
-            mask = reduce_mask(check_mask(mask, maps.shape, func))
+            mask = _reduced_mask(mask, maps.shape, func)
         self._set(maps=maps, mask=mask, axes=tuple(range(1, maps.ndim)),
                   ishape=maps.shape[1:], oshape=maps.shape)
 
@@ -262,13 +274,13 @@ class SoftSense(LinearOperator):
     mask: jax.Array | None
     axes: tuple = static_field()
 
-    def __init__(self, maps, *, mask=None):
+    def __init__(self, maps: ArrayLike, *, mask: ArrayLike | None = None):
         func = "mskjax.linop.SoftSense"
         maps = as_array(maps, "maps", func)
         check_ndim(maps, "maps", func, min_ndim=3, layout="(sets, coils, *spatial)")
         maps = check_maps(maps, func)
         if mask is not None:
-            mask = reduce_mask(check_mask(mask, maps.shape[1:], func))
+            mask = _reduced_mask(mask, maps.shape[1:], func)
         self._set(maps=maps, mask=mask, axes=tuple(range(1, maps.ndim - 1)),
                   ishape=(maps.shape[0], *maps.shape[2:]), oshape=maps.shape[1:])
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -256,7 +257,8 @@ class Wavelet(LinearOperator):
     levels: int = static_field()
     axes: tuple = static_field()
 
-    def __init__(self, shape, *, wavelet="db4", levels=None, axes=None):
+    def __init__(self, shape: Sequence[int], *, wavelet: str = "db4", levels: int | None = None,
+                 axes: int | Sequence[int] | None = None):
         func = "mskjax.linop.Wavelet"
         shape = _check_shape_tuple(shape, func)
         if not isinstance(wavelet, str):

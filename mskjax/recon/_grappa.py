@@ -35,12 +35,14 @@ from __future__ import annotations
 import functools
 import itertools
 import numbers
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import ArrayLike
 
 from .._checks import (_is_concrete, as_array, check_complex, check_finite, check_interval,
                        check_ndim)
@@ -49,8 +51,9 @@ _FUNC = "mskjax.recon.grappa"
 _HIGHEST = lax.Precision.HIGHEST
 
 
-def grappa(kspace, calib, *, kernel_size=(5, 5), lamda=0.01, acceleration=None,
-           keep_calib=False):
+def grappa(kspace: ArrayLike, calib: ArrayLike, *, kernel_size: int | Sequence[int] = (5, 5),
+           lamda: float = 0.01, acceleration: int | Sequence[int] | None = None,
+           keep_calib: bool = False) -> jax.Array:
     """GRAPPA reconstruction of regularly undersampled multi-coil Cartesian k-space.
 
     Fits one set of kernel weights per missing-sample offset in the acceleration cell on the

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from jax.typing import ArrayLike
 
-
 from ..linop import Wavelet
 from ..solvers import fista, prox
 from ._result import Reconstruction

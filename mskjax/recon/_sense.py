@@ -49,8 +49,8 @@ def sense_operator(kspace, maps, mask, func, *, lamda=0.0, max_iter=1, power_ite
     kspace, maps = jnp.asarray(kspace), jnp.asarray(maps).astype(kspace.dtype)
     if mask is None:
         mask = jnp.any(kspace != 0, axis=0)
-    else:
-        mask = check_mask(mask, kspace.shape, func)
+    else:  # validated here for the error message; the operator keeps (and reduces) the original
+        check_mask(mask, kspace.shape, func)
     operator = SoftSense(maps, mask=mask) if sets else Sense(maps, mask=mask)
     return operator, apply_mask(operator.mask, kspace)
 

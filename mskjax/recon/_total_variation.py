@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from jax.typing import ArrayLike
 
-
 from ..linop import FiniteDifference
 from ..solvers import primal_dual, prox
 from ._result import Reconstruction

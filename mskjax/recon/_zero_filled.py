@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from .._checks import as_array, check_complex, check_finite, check_ndim, check_shape
 from ..coils import rss
 from ..fourier import ifftnc
 
 
-def zero_filled(kspace, *, maps=None):
+def zero_filled(kspace: ArrayLike, *, maps: ArrayLike | None = None) -> jax.Array:
     """Zero-filled reconstruction of (undersampled) multi-coil k-space.
 
     Unsampled entries are taken as zero. Without ``maps`` the coil images are combined by
