@@ -50,6 +50,23 @@ def random_complex(rng: np.random.Generator, shape, dtype=np.complex64) -> np.nd
             + 1j * rng.standard_normal(shape, dtype=real_dtype)).astype(dtype)
 
 
+def fft_ranks(fn, *args) -> list[int]:
+    """The number of transformed axes of every FFT in the jaxpr of ``fn(*args)``, in order."""
+    import jax.extend
+
+    ranks = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "fft":
+                ranks.append(len(eqn.params["fft_lengths"]))
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                walk(sub)
+
+    walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    return ranks
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

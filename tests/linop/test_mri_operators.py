@@ -1,7 +1,6 @@
 """MRI operators against sigpy, and their errors."""
 
 import jax
-import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ import sigpy
 import sigpy.mri
 
 from mskjax import linop
-from tests.conftest import random_complex
+from tests.conftest import fft_ranks, random_complex
 
 
 def rel_err(a, b):
@@ -141,21 +140,6 @@ def test_constant_mask_axes_are_reduced_and_keep_the_operator():
     assert rel_err(ones.N(x), np.sum(np.abs(maps) ** 2, axis=0) * x) < 1e-5
 
 
-def _fft_axes(fn, x):
-    """The axes of every FFT in the jaxpr of ``fn(x)`` (counted from the end)."""
-    found = []
-
-    def walk(jaxpr):
-        for eqn in jaxpr.eqns:
-            if eqn.primitive.name == "fft":
-                found.append(len(eqn.params["fft_lengths"]))
-            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-                walk(sub)
-
-    walk(jax.make_jaxpr(fn)(x).jaxpr)
-    return found
-
-
 @pytest.mark.parametrize("mask_shape,axes", [((9,), 1), ((12, 1), 1), ((12, 9), 2),
                                              ((4, 12, 9), 2), ((4, 1, 1), 0)])
 def test_normal_transforms_only_the_axes_where_the_mask_varies(mask_shape, axes):
@@ -166,12 +150,12 @@ def test_normal_transforms_only_the_axes_where_the_mask_varies(mask_shape, axes)
     mask.flat[0], mask.flat[-1] = True, False          # never constant by chance
     A = linop.Sense(maps, mask=mask)
     # One FFT and one inverse over `axes` axes each (none when the mask is spatially constant).
-    assert _fft_axes(A.N, x) == ([axes, axes] if axes else [])
-    assert _fft_axes(lambda v: A.H(A(v)), x) == [2, 2]
+    assert fft_ranks(A.N, x) == ([axes, axes] if axes else [])
+    assert fft_ranks(lambda v: A.H(A(v)), x) == [2, 2]
     assert rel_err(A.N(x), A.H(A(x))) < 1e-5
     soft = linop.SoftSense(random_complex(rng, (2, 4, 12, 9)), mask=mask)
     xs = random_complex(rng, (2, 12, 9))
-    assert _fft_axes(soft.N, xs) == ([axes, axes] if axes else [])
+    assert fft_ranks(soft.N, xs) == ([axes, axes] if axes else [])
     assert rel_err(soft.N(xs), soft.H(soft(xs))) < 1e-5
 
 

@@ -8,6 +8,7 @@ from mskjax.coils import birdcage_maps, normalize_maps
 from mskjax.linop import Sense
 from mskjax.recon import cg_sense
 from mskjax.sim import knee_section
+from tests.conftest import fft_ranks
 
 
 def rel(a, b):
@@ -98,29 +99,13 @@ def test_bad_input(kwargs, error, message):
         cg_sense(args.pop("kspace"), args.pop("maps"), **args)
 
 
-def _fft_ranks(fn, *args):
-    ranks = []
-
-    def walk(jaxpr):
-        for eqn in jaxpr.eqns:
-            if eqn.primitive.name == "fft":
-                ranks.append(len(eqn.params["fft_lengths"]))
-            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-                walk(sub)
-
-    walk(jax.make_jaxpr(fn)(*args).jaxpr)
-    return ranks
-
-
 def test_inferred_1d_mask_keeps_the_fast_normal_when_the_kspace_is_concrete():
     """mask=None on k-space sampled along columns: with the k-space known (eager, or closed
     over under jit) the inferred mask is reduced to 1D and the iterations use 1D FFTs; with
     a traced k-space it stays 2D (documented cost)."""
-    import jax.extend  # noqa: F401
-
     kspace, maps, mask, _ = synthetic()
-    closed = _fft_ranks(lambda m: cg_sense(kspace, m, max_iter=3).image, maps)
-    traced = _fft_ranks(lambda k, m: cg_sense(k, m, max_iter=3).image, kspace, maps)
+    closed = fft_ranks(lambda m: cg_sense(kspace, m, max_iter=3).image, maps)
+    traced = fft_ranks(lambda k, m: cg_sense(k, m, max_iter=3).image, kspace, maps)
     # the adjoint A^H y is a 2D inverse FFT either way; the normal operator's pairs differ
     assert closed.count(1) >= 2 and closed.count(2) == 1
     assert traced.count(1) == 0 and traced.count(2) >= 3
