@@ -337,3 +337,49 @@ def test_forbidden_core_imports_are_found(toy):
                  "nets/__init__.py": "import flax\n"})
     assert [(v.module, v.line, v.imported) for v in core_imports_of_forbidden(toy)] == [
         ("mskjax.coils", 3, "flax.nnx")]
+
+
+OPTIONAL = ("flax", "optax", "h5py", "nibabel", "matplotlib", "tqdm", "sigpy", "pydicom",
+            "torch", "numba")
+
+
+def test_numerical_core_works_with_only_jax_and_numpy_installed():
+    """The core's required dependencies are jax and numpy (pyproject's `dependencies`): with
+    every optional package made unimportable, the core imports and reconstructs, and the
+    optional parts fail with an ImportError that names the extra to install."""
+    code = textwrap.dedent(f"""
+        import importlib.abc, sys
+        BLOCKED = {OPTIONAL!r}
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ImportError(f"No module named {{name!r}} (blocked)", name=name)
+                return None
+
+        sys.meta_path.insert(0, Block())
+        import jax, jax.numpy as jnp, numpy as np
+        from mskjax import coils, fourier, linop, metrics, recon, sampling, solvers
+        maps = coils.normalize_maps(coils.birdcage_maps((4, 16, 16)))
+        mask, _ = sampling.equispaced_mask((4, 16, 16), center_fraction=0.25, acceleration=2,
+                                           seed=0)
+        image = jnp.ones((16, 16), jnp.complex64)
+        out = recon.cg_sense(linop.Sense(maps, mask=mask)(image), maps, mask=mask,
+                             max_iter=30, tol=1e-6)
+        assert float(metrics.nmse(np.abs(image)[None], np.abs(out.image)[None])) < 1e-6
+        assert not [m for m in sys.modules if m.split(".")[0] in BLOCKED]
+        messages = []
+        for call in (lambda: sampling.poisson_disc((16, 16), acceleration=4),
+                     lambda: importlib.import_module("mskjax.io")):
+            try:
+                call()
+            except ImportError as err:
+                messages.append(str(err))
+        print("|".join(messages))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    poisson, io = result.stdout.strip().split("|")
+    assert "pip install 'mskjax[poisson]'" in poisson
+    assert "pip install 'mskjax[io]'" in io

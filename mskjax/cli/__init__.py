@@ -51,11 +51,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _missing(err: ImportError) -> int:
+    """One line for a command whose optional dependencies are not installed."""
+    print(f"mskjax: error: {err.name or err} is not installed; the command needs "
+          "pip install 'mskjax[all]'", file=sys.stderr)
+    return 1
+
+
 def main(argv=None) -> int:
     """Entry point of the ``mskjax`` console script and of ``python -m mskjax``."""
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        from ._demo import run_demo
+        try:
+            from ._demo import run_demo
+        except ImportError as err:
+            return _missing(err)
 
         try:
             report = run_demo(data=args.data, slice_index=args.slice_index, out=args.out,
@@ -71,7 +81,10 @@ def main(argv=None) -> int:
                   f"SSIM {scores['ssim']:.4f}")
         print(f"wrote {args.out}/figure.png and {args.out}/metrics.json")
     if args.command == "data" and args.data_command == "make-kspace-set":
-        from ..io import make_kspace_set
+        try:
+            from ..io import make_kspace_set
+        except ImportError as err:
+            return _missing(err)
 
         try:
             manifest = make_kspace_set(

@@ -35,7 +35,10 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 from pathlib import Path
 
-import h5py
+try:
+    import h5py
+except ImportError as err:  # an optional dependency: pip install 'mskjax[io]'
+    raise ImportError("mskjax.io needs h5py: pip install 'mskjax[io]'", name="h5py") from err
 import numpy as np
 from numpy.typing import ArrayLike
 

@@ -37,7 +37,10 @@ import zipfile
 import zlib
 from pathlib import Path
 
-import h5py
+try:
+    import h5py
+except ImportError as err:  # an optional dependency: pip install 'mskjax[io]'
+    raise ImportError("mskjax.io needs h5py: pip install 'mskjax[io]'", name="h5py") from err
 import numpy as np
 
 from . import _cfl

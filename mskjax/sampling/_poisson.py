@@ -164,7 +164,11 @@ def poisson_disc(shape: Sequence[int], *, acceleration: float,
     if seed is None:
         seed = int(np.random.default_rng().integers(2**32))
 
-    import sigpy.mri
+    try:
+        import sigpy.mri
+    except ImportError as err:  # an optional dependency
+        raise ImportError("mskjax.sampling.poisson_disc draws with sigpy: pip install "
+                          "'mskjax[poisson]'", name="sigpy") from err
 
     with _global_random_states_kept():
         if acceleration < _CHECK_REACH_BELOW:
