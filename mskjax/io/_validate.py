@@ -37,10 +37,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-try:
-    import h5py
-except ImportError as err:  # an optional dependency: pip install 'mskjax[io]'
-    raise ImportError("mskjax.io needs h5py: pip install 'mskjax[io]'", name="h5py") from err
+import h5py  # mskjax.io's __init__ imports _fastmri first, which names the extra if missing
 import numpy as np
 
 from . import _cfl

@@ -47,10 +47,11 @@ def fista(operator: LinearOperator, y: jax.Array, prox: Callable, *, step=None,
     func = "mskjax.solvers.fista"
     check_step(step, func)
     data, x0 = least_squares(operator, y, x0=x0, max_iter=max_iter, power_iter=power_iter,
-                             func=func, lipschitz=1.0 if step is not None else None)
+                             func=func, lipschitz=None if step is None else 1 / step)
     check_prox(prox, x0, func)
     real = jnp.finfo(x0.dtype).dtype
-    step = (safe_inverse(data.lipschitz) if step is None else jnp.asarray(step)).astype(real)
+    step = safe_inverse(data.lipschitz).astype(real) if step is None else \
+        jnp.asarray(step, real)
     value = getattr(prox, "value", None)
 
     def objective(x, normal_x):
