@@ -1,0 +1,13 @@
+"""Neural networks in flax.nnx: the fastMRI U-Net, unrolled reconstruction nets, their blocks.
+
+Conventions: channels-last with a leading batch axis, ``(batch, *spatial, channels)``, float32
+(complex images enter as two channels, real then imaginary). Physics inputs (k-space, mask,
+coil maps) are call arguments and follow the library's one-example layout ``(coils, *spatial)``;
+the reconstruction nets take one example and batch with ``jax.vmap``. Every data-consistency
+step goes through :mod:`mskjax.linop` and :mod:`mskjax.solvers`. For speed in loops, split a
+net with ``flax.nnx.split`` and jit a pure function of its state.
+"""
+
+from ._conv import conv, conv_transpose
+
+__all__ = ["conv", "conv_transpose"]
