@@ -8,6 +8,13 @@ step goes through :mod:`mskjax.linop` and :mod:`mskjax.solvers`. For speed in lo
 net with ``flax.nnx.split`` and jit a pure function of its state.
 """
 
+from ._blocks import ConvBlock, TransposeConvBlock, avg_pool, instance_norm
 from ._conv import conv, conv_transpose
+from ._e2e_varnet import E2EVarNet, NormUNet
+from ._fastmri_weights import load_fastmri, to_fastmri_state_dict
+from ._stage import NetStage, stage
+from ._unet import UNet
 
-__all__ = ["conv", "conv_transpose"]
+__all__ = ["conv", "conv_transpose", "instance_norm", "avg_pool", "ConvBlock",
+           "TransposeConvBlock", "UNet", "NormUNet", "E2EVarNet", "load_fastmri",
+           "to_fastmri_state_dict", "stage", "NetStage"]
