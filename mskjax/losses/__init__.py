@@ -1,0 +1,18 @@
+"""Training losses for reconstruction nets: SSIM (fastMRI's), L1, L2, NMSE.
+
+Conventions:
+
+- Real inputs (float32, or float64 with 64-bit JAX): ``gt`` the reference, ``pred`` the
+  estimate, of the same shape; complex images are rejected (take ``jnp.abs`` or split real
+  and imaginary parts into channels first). ``gt`` and ``pred`` are the first two arguments of
+  every loss, options are keyword-only.
+- Every loss returns a scalar, reduced as its docstring says: :func:`l1_loss` and
+  :func:`l2_loss` average over every element, :func:`nmse_loss` over the examples of the
+  leading batch axis, :func:`ssim_loss` over the windows of every image.
+- Pure ``jax.numpy``: differentiable, jittable, no flax or optax needed.
+"""
+
+from ._distance import l1_loss, l2_loss, nmse_loss
+from ._ssim import ssim_loss
+
+__all__ = ["ssim_loss", "l1_loss", "l2_loss", "nmse_loss"]

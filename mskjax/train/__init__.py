@@ -1,0 +1,76 @@
+"""Training: pure train and eval steps over optax, checkpoints, metrics logs, data parallelism.
+
+The pieces a training loop is built from, each usable alone:
+
+- :class:`TrainState` ``(step, params, opt_state, key, skipped)``, one pytree, and
+  :func:`init_train_state`; :func:`split_model` / :func:`merge_model` turn a flax.nnx model
+  into a pure function of its parameters.
+- :func:`make_train_step` returns a pure ``train_step(state, batch) -> (state, metrics)``
+  (the key of step ``s`` is ``fold_in(state.key, s)``; non-finite losses or gradients are
+  skipped and counted, never applied); :func:`make_eval_step` the evaluation counterpart.
+  Neither is jitted: jit them (``donate_argnums=0`` for training) or wrap them with
+  :func:`data_parallel`, which splits the batch over devices and replicates the state.
+- :func:`batch_indices` gives the examples of each step as a pure function of
+  ``(seed, step)``, so a run resumed from a checkpoint sees the batches an uninterrupted run saw
+  and ends with bit-identical parameters.
+- :func:`save_checkpoint` / :func:`restore_checkpoint` / :func:`latest_step` /
+  :func:`read_checkpoint_config`: orbax-checkpoint folders, written atomically, the last few
+  kept, with the model's name and constructor kwargs and the training settings stored beside
+  the arrays.
+- :class:`MetricsWriter` (JSON lines, resumable), :func:`read_metrics`, :class:`ProgressBar`.
+
+Batches are pytrees of arrays with a leading batch axis. A complete loop::
+
+    import jax, optax
+    from mskjax import losses, train
+
+    model = MyNet(features=8, rngs=nnx.Rngs(0))
+    config = {"model": {"name": "MyNet", "kwargs": {"features": 8}},
+              "train": {"seed": 0, "lr": 1e-3, "batch_size": 4}}
+    graphdef, params, rest = train.split_model(model)
+
+    def loss_fn(params, batch, key):
+        pred = train.merge_model(graphdef, params, rest)(batch["image"])
+        return losses.ssim_loss(batch["target"], pred, data_range=batch["max"]), {}
+
+    optimizer = optax.adam(1e-3)
+    state = train.init_train_state(params, optimizer, key=0)
+    start = train.latest_step(ckpt_dir)
+    if start is not None:
+        state, _ = train.restore_checkpoint(ckpt_dir, target=state, model=config["model"])
+    step = train.data_parallel(train.make_train_step(loss_fn, optimizer), donate_state=True)
+    with train.MetricsWriter(log_path, resume_step=start) as log:
+        for s in range(int(state.step), num_steps):
+            index = train.batch_indices(0, s, num_examples=len(images), batch_size=4)
+            state, metrics = step(state, {"image": images[index], "target": targets[index],
+                                          "max": maxima[index]})
+            log.write(s + 1, metrics)
+            if (s + 1) % 100 == 0:
+                train.save_checkpoint(ckpt_dir, state, config=config)
+"""
+
+try:
+    import flax  # noqa: F401
+    import optax  # noqa: F401
+except ImportError as err:  # optional dependencies: pip install 'mskjax[nets]'
+    raise ImportError("mskjax.train needs flax and optax: pip install 'mskjax[nets]'",
+                      name=err.name) from err
+
+from ._augment import (ReconExample, augment_recon_example, draw_equispaced_mask,
+                       draw_random_mask, fastmri_eval_example)
+from ._checkpoint import latest_step, read_checkpoint_config, restore_checkpoint, save_checkpoint
+from ._log import MetricsWriter, ProgressBar, read_metrics
+from ._model import merge_model, split_model
+from ._order import batch_indices
+from ._sharding import DataParallelStep, batch_mesh, data_parallel, replicate, shard_batch
+from ._state import TrainState, init_train_state
+from ._step import make_eval_step, make_train_step
+
+__all__ = [
+    "TrainState", "init_train_state", "split_model", "merge_model", "make_train_step",
+    "make_eval_step", "batch_indices", "save_checkpoint", "restore_checkpoint", "latest_step",
+    "read_checkpoint_config", "MetricsWriter", "read_metrics", "ProgressBar", "data_parallel",
+    "DataParallelStep", "batch_mesh", "shard_batch", "replicate",
+    "ReconExample", "augment_recon_example", "draw_equispaced_mask", "draw_random_mask",
+    "fastmri_eval_example",
+]
