@@ -1,0 +1,289 @@
+"""``mskjax train recon`` and ``mskjax eval recon``: train and score learned reconstructions.
+
+Training reads the fully sampled multi-coil slices of a folder made by ``mskjax data
+make-kspace-set`` (its ``train/``; ``val/`` is never touched) into memory. Each step draws,
+on the device and from the step's key, an augmented example per slice of the batch
+(:func:`mskjax.train.augment_recon_example`: a new fastMRI mask, new coil maps, phase, flips,
+intensity scale and noise; ``augment=False`` draws only the mask), reconstructs it with the
+model (:func:`mskjax.cli._learned.reconstruct`) and minimises fastMRI's SSIM loss (1 - SSIM,
+7 x 7 window, data range the target's maximum) against the root-sum-of-squares target, with
+Adam and gradient clipping at norm 1. The batches are a pure function of ``(seed, step)`` and
+the keys of ``(seed, step)``, so a run stopped and resumed (the same ``--out``) ends with the
+parameters of an uninterrupted run.
+
+Output folder: ``checkpoints/`` (orbax, atomic, the last three kept; the configuration of the
+model and of the run beside the arrays), ``metrics.jsonl`` (one line per step) and
+``summary.json`` (written at the end). A folder holding a run with other settings is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from .. import losses, train
+from ._evaluate import classical_methods, data_files, evaluate_methods, read_fully_sampled
+from ._files import write_json
+from ._learned import MODELS, build_model, model_spec, num_low_frequencies, reconstruct
+
+_TRAIN = "mskjax train recon"
+_EVAL = "mskjax eval recon"
+#: The settings that define a run (a resumed run must repeat them).
+_RUN_KEYS = ("model", "config", "acceleration", "center_fraction", "mask", "batch_size", "lr",
+             "seed", "augment", "data")
+
+
+def _optimizer(lr: float):
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))
+
+
+def load_training_set(folder, func: str = _TRAIN) -> tuple[np.ndarray, list[str]]:
+    """All fully sampled slices of ``folder/train`` (or ``folder``): ``(n, coils, rows, cols)``."""
+    files = data_files(folder, "train", func)
+    slices, names = [], []
+    for path in files:
+        kspace = read_fully_sampled(path, func)
+        slices.append(kspace)
+        names.extend(f"{path.name}[{i}]" for i in range(kspace.shape[0]))
+    shapes = sorted({k.shape[1:] for k in slices})
+    if len(shapes) != 1:
+        raise ValueError(f"{func}: the training files hold slices of different shapes {shapes}; "
+                         "train on one shape (one folder per shape)")
+    return np.concatenate(slices).astype(np.complex64), names
+
+
+def _augment_options(augment: bool) -> dict:
+    if augment:
+        return {}
+    return {"flip": None, "phase": None, "coils": False, "noise_snr_db": None, "scale": None}
+
+
+def make_loss(name: str, graphdef, rest, *, acceleration, center_fraction, mask, augment,
+              kspace_shape):
+    """The training loss ``loss_fn(params, batch, key)`` for model ``name``."""
+    num_low = num_low_frequencies(kspace_shape[-1], center_fraction)
+    draw = functools.partial(train.augment_recon_example, acceleration=acceleration,
+                             center_fraction=center_fraction, mask=mask,
+                             **_augment_options(augment))
+
+    def one(model, key, kspace):
+        example = draw(key, kspace)
+        low = example.extra["num_low_frequencies"] if name == "e2e-varnet" else num_low
+        image = reconstruct(name, model, example.kspace, example.mask, num_low=low)
+        return image, example.target
+
+    def loss_fn(params, batch, key):
+        model = train.merge_model(graphdef, params, rest)
+        keys = jax.random.split(key, batch["kspace"].shape[0])
+        images, targets = jax.vmap(lambda k, x: one(model, k, x))(keys, batch["kspace"])
+        peak = jnp.max(targets, axis=(-2, -1))
+        loss = losses.ssim_loss(targets, images, data_range=peak)
+        return loss, {"l1": losses.l1_loss(targets / peak[:, None, None],
+                                           images / peak[:, None, None])}
+
+    return loss_fn
+
+
+def _check_run(saved: dict, settings: dict, out: Path):
+    differing = [k for k in _RUN_KEYS if saved.get(k) != settings.get(k)]
+    if differing:
+        details = ", ".join(f"{k}: {saved.get(k)!r} there, {settings.get(k)!r} now"
+                            for k in differing)
+        raise ValueError(f"{_TRAIN}: {out} holds a run with other settings ({details}); use "
+                         "another --out, or the same settings to resume it")
+
+
+def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = None,
+                acceleration: int = 4, center_fraction: float = 0.08, mask: str = "equispaced",
+                steps: int = 1000, max_minutes: float | None = None, batch_size: int = 1,
+                lr: float = 1e-3, seed: int = 0, augment: bool = True, init: str | None = None,
+                checkpoint_every: int = 100, progress: bool = True) -> dict:
+    """Train a reconstruction model (module docstring); returns the summary (also written).
+
+    Args:
+        data: a folder made by ``mskjax data make-kspace-set`` (reads ``train/``).
+        out: the run's folder; an existing run there with the same settings is resumed.
+        model: one of ``unet``, ``e2e-varnet``, ``varnet``, ``modl``.
+        config: constructor options updating the model's defaults.
+        acceleration, center_fraction, mask: the training masks (fastMRI's).
+        steps: the last step of the run.
+        max_minutes: stop (and save) after this much training time, before ``steps``.
+        batch_size: slices per step.
+        lr: Adam's learning rate.
+        seed: the weights, the batches and the augmentation.
+        augment: augment (True) or only draw masks (False).
+        init: a checkpoint folder of the same model to start from (fine-tuning).
+        checkpoint_every: steps between checkpoints (and one at the end).
+        progress: show a progress bar.
+    """
+    spec = model_spec(model, _TRAIN)
+    for value, label in ((steps, "steps"), (batch_size, "batch_size"),
+                         (checkpoint_every, "checkpoint_every")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{_TRAIN}: {label} must be a positive integer, got {value!r}")
+    if max_minutes is not None and not (max_minutes > 0):
+        raise ValueError(f"{_TRAIN}: max_minutes must be positive, got {max_minutes!r}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"{_TRAIN}: lr must be positive, got {lr!r}")
+    kspace, names = load_training_set(data)
+    if batch_size > kspace.shape[0]:
+        raise ValueError(f"{_TRAIN}: batch_size {batch_size} exceeds the {kspace.shape[0]} "
+                         f"training slices in {data}")
+    net, full_config = build_model(model, config, seed, _TRAIN)
+    settings = {"model": model, "config": full_config, "acceleration": acceleration,
+                "center_fraction": center_fraction, "mask": mask, "batch_size": batch_size,
+                "lr": lr, "seed": seed, "augment": augment, "data": str(Path(data).resolve()),
+                "init": None if init is None else str(Path(init).resolve()),
+                "kspace_shape": list(kspace.shape[1:]), "training_slices": len(names)}
+    run_config = {"model": {"name": model, "kwargs": full_config}, "train": settings}
+
+    out = Path(out)
+    ckpt = out / "checkpoints"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{_TRAIN}: --out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not ckpt.is_dir():
+        raise ValueError(f"{_TRAIN}: --out {out} is not empty and holds no run to resume; use "
+                         "an empty or new folder")
+    ckpt.mkdir(parents=True, exist_ok=True)
+
+    optimizer = _optimizer(lr)
+    graphdef, params, rest = train.split_model(net)
+    state = train.init_train_state(params, optimizer, key=seed)
+    start = train.latest_step(ckpt)
+    if start is not None:
+        _check_run(train.read_checkpoint_config(ckpt)["train"], settings, out)
+        state, _ = train.restore_checkpoint(ckpt, target=state, model=run_config["model"])
+    elif init is not None:
+        init_config = train.read_checkpoint_config(init)
+        init_optimizer = _optimizer(init_config["train"]["lr"])
+        init_target = train.init_train_state(params, init_optimizer, key=seed)
+        restored, _ = train.restore_checkpoint(init, target=init_target,
+                                               model=run_config["model"])
+        state = train.init_train_state(restored.params, optimizer, key=seed)
+    start = int(state.step)
+
+    loss_fn = make_loss(model, graphdef, rest, acceleration=acceleration,
+                        center_fraction=center_fraction, mask=mask, augment=augment,
+                        kspace_shape=kspace.shape)
+    devices = jax.devices()
+    mesh = train.batch_mesh(devices[:math.gcd(batch_size, len(devices))])
+    step_fn = train.data_parallel(train.make_train_step(loss_fn, optimizer), mesh=mesh,
+                                  donate_state=True)
+
+    budget = None if max_minutes is None else 60.0 * max_minutes
+    elapsed = 0.0
+    compile_s = None
+    last_saved = start
+    skipped_in_row = 0
+    stop_reason = "steps"
+    with train.MetricsWriter(out / "metrics.jsonl", resume_step=start) as log, \
+            train.ProgressBar(steps, initial=start, keys=("loss",), disable=not progress,
+                              desc=f"training {model}") as bar:
+        for s in range(start, steps):
+            if budget is not None and elapsed >= budget:
+                stop_reason = "max_minutes"
+                break
+            index = train.batch_indices(seed, s, num_examples=kspace.shape[0],
+                                        batch_size=batch_size)
+            tick = time.perf_counter()
+            state, metrics = step_fn(state, {"kspace": kspace[index]})
+            record = log.write(s + 1, metrics)
+            took = time.perf_counter() - tick
+            if compile_s is None:
+                compile_s = took
+            else:
+                elapsed += took
+            bar.update(s + 1, record)
+            skipped_in_row = skipped_in_row + 1 if record.get("skipped") else 0
+            if skipped_in_row >= 10:
+                train.save_checkpoint(ckpt, state, config=run_config)
+                raise ValueError(f"{_TRAIN}: 10 steps in a row had a non-finite loss or "
+                                 f"gradient (last at step {s + 1}); try a lower --lr")
+            if (s + 1) % checkpoint_every == 0:
+                train.save_checkpoint(ckpt, state, config=run_config)
+                last_saved = s + 1
+    final = int(state.step)
+    if final != last_saved:
+        train.save_checkpoint(ckpt, state, config=run_config)
+    records = train.read_metrics(out / "metrics.jsonl")
+    tail = [r["loss"] for r in records[-20:]]
+    summary = {"model": model, "description": spec.description, "config": full_config,
+               "settings": settings, "steps": final, "stopped_by": stop_reason,
+               "first_step_s_including_compilation": compile_s,
+               "training_s_this_session": elapsed,
+               "final_loss_mean_of_last_20": float(np.mean(tail)) if tail else None,
+               "skipped_steps": int(state.skipped), "checkpoint": str(ckpt)}
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def load_trained(checkpoint, func: str = _EVAL):
+    """``(name, model, run_config)`` from a ``train recon`` output or checkpoint folder."""
+    path = Path(checkpoint)
+    if (path / "checkpoints").is_dir():
+        path = path / "checkpoints"
+    if not path.is_dir():
+        raise FileNotFoundError(f"{func}: {checkpoint}: no such folder")
+    if train.latest_step(path) is None:
+        raise ValueError(f"{func}: {checkpoint} holds no checkpoint; give the --out folder of "
+                         "`mskjax train recon` or its checkpoints/ folder")
+    config = train.read_checkpoint_config(path)
+    model_config = config.get("model", {})
+    name = model_config.get("name")
+    if name not in MODELS:
+        raise ValueError(f"{func}: {checkpoint} holds a {name!r} model, not a reconstruction "
+                         f"model ({sorted(MODELS)})")
+    net, _ = build_model(name, model_config.get("kwargs"), 0, func)
+    graphdef, params, rest = train.split_model(net)
+    lr = config.get("train", {}).get("lr", 1e-3)
+    target = train.init_train_state(params, _optimizer(lr), key=0)
+    state, _ = train.restore_checkpoint(path, target=target, model=model_config)
+    net = train.merge_model(graphdef, state.params, rest)
+    net.eval()
+    return name, net, config
+
+
+def learned_method(name, net):
+    """The evaluation method of a trained model (``fn(kspace, mask, num_low) -> image``)."""
+    graphdef, state = nnx.split(net)
+
+    def fn(kspace, mask, num_low):
+        model = nnx.merge(graphdef, state)
+        return reconstruct(name, model, kspace, mask, num_low=num_low)
+
+    return fn
+
+
+def evaluate_recon(*, checkpoint, data, acceleration: int = 4, center_fraction: float = 0.08,
+                   mask: str = "equispaced", cg_lamda: float = 0.01, l1_lamda: float | None = None,
+                   json_path: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """Score a trained model, zero-filled and CG-SENSE (and L1-wavelet) on ``data/val``.
+
+    Returns the result of :func:`evaluate_methods` with the settings, also written to
+    ``json_path`` when given.
+    """
+    name, net, config = load_trained(checkpoint)
+    files = data_files(data, "val", _EVAL)
+    methods = {name: learned_method(name, net),
+               **classical_methods(cg_lamda=cg_lamda, l1_lamda=l1_lamda)}
+    tick = time.perf_counter()
+    result = evaluate_methods(files, methods, acceleration=acceleration,
+                              center_fraction=center_fraction, mask=mask, progress=progress,
+                              func=_EVAL)
+    result["settings"] = {"checkpoint": str(Path(checkpoint).resolve()), "model": config["model"],
+                          "trained": config.get("train"), "data": [str(f) for f in files],
+                          "acceleration": acceleration, "center_fraction": center_fraction,
+                          "mask": mask, "cg_lamda": cg_lamda, "l1_lamda": l1_lamda,
+                          "evaluation_s": time.perf_counter() - tick}
+    if json_path is not None:
+        write_json(Path(json_path), result)
+    return result
