@@ -10,15 +10,15 @@ import pytest
 
 from mskjax import train
 
-from .toy import Other, batch, config, data, leaves_equal, setup
+from .toy import Other, batch, config, data, jitted_step, leaves_equal, setup
 
 
 @pytest.fixture(scope="module")
 def trained():
     """A state after 3 steps, and the step function."""
     x, y = data()
-    state, loss_fn, optimizer = setup()
-    step = jax.jit(train.make_train_step(loss_fn, optimizer))
+    state, _, _ = setup()
+    step = jitted_step()
     for s in range(3):
         state, _ = step(state, batch(x, y, 0, s))
     return state, step
@@ -172,8 +172,8 @@ def test_resumed_run_is_bit_identical(tmp_path):
                     train.save_checkpoint(ckpt, state, config=config())
         return state
 
-    state, loss_fn, optimizer = setup()
-    step = jax.jit(train.make_train_step(loss_fn, optimizer), donate_argnums=0)
+    state, _, _ = setup()
+    step = jitted_step(donate=True)
     full = run(state, step, 0, 8, tmp_path / "a", tmp_path / "a.jsonl")
 
     state, _, _ = setup()

@@ -15,7 +15,7 @@ from jax.sharding import Mesh
 
 from mskjax import train
 
-from .toy import batch, data, leaves_equal, setup
+from .toy import batch, data, jitted_step, leaves_equal, setup
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,7 +89,7 @@ def test_one_device_mesh_equals_jit():
     x, y = data()
     state, loss_fn, optimizer = setup()
     step = train.make_train_step(loss_fn, optimizer)
-    expected, _ = jax.jit(step)(state, batch(x, y, 0, 0))
+    expected, _ = jitted_step()(state, batch(x, y, 0, 0))
     got, _ = train.data_parallel(step)(state, batch(x, y, 0, 0))
     assert leaves_equal(got, expected)
     assert leaves_equal(state.params, setup()[0].params)  # not donated by default

@@ -52,26 +52,34 @@ def config(features: int = 8, name: str = "Toy") -> dict:
 
 
 @functools.lru_cache(maxsize=None)
-def _parts(features, model_cls, seed):
-    return train.split_model(model_cls(features, rngs=nnx.Rngs(seed)))
-
-
-def setup(features: int = 8, *, model_cls=Toy, seed: int = 0, optimizer=None):
-    """(state, loss_fn, optimizer) of a fresh run; the loss adds key-dependent input noise.
-
-    The model is built once per configuration; each call gets its own copy of the parameters
-    (a jitted step may donate them).
-    """
-    graphdef, params, rest = _parts(features, model_cls, seed)
-    params = jax.tree_util.tree_map(jnp.copy, params)
-    optimizer = optimizer or optax.adam(1e-2)
+def _parts(features, model_cls, seed, optimizer):
+    graphdef, params, rest = train.split_model(model_cls(features, rngs=nnx.Rngs(seed)))
 
     def loss_fn(params, batch, key):
         noisy = batch["x"] + 0.01 * jax.random.normal(key, batch["x"].shape)
         pred = train.merge_model(graphdef, params, rest)(noisy)
         return losses.l2_loss(batch["y"], pred), {"mae": losses.l1_loss(batch["y"], pred)}
 
+    return params, loss_fn, optimizer or optax.adam(1e-2)
+
+
+def setup(features: int = 8, *, model_cls=Toy, seed: int = 0, optimizer=None):
+    """(state, loss_fn, optimizer) of a fresh run; the loss adds key-dependent input noise.
+
+    The model, loss and optimiser are built once per configuration (so jitted steps are
+    compiled once); each call gets its own copy of the parameters (a step may donate them).
+    """
+    params, loss_fn, optimizer = _parts(features, model_cls, seed, optimizer)
+    params = jax.tree_util.tree_map(jnp.copy, params)
     return train.init_train_state(params, optimizer, key=seed), loss_fn, optimizer
+
+
+@functools.lru_cache(maxsize=None)
+def jitted_step(donate: bool = False):
+    """The jitted train step of the default ``setup()``, compiled once per session."""
+    _, loss_fn, optimizer = setup()
+    return jax.jit(train.make_train_step(loss_fn, optimizer),
+                   donate_argnums=0 if donate else ())
 
 
 def batch(x, y, seed, step):
