@@ -12,9 +12,11 @@ from ._blocks import ConvBlock, TransposeConvBlock, avg_pool, instance_norm
 from ._conv import conv, conv_transpose
 from ._e2e_varnet import E2EVarNet, NormUNet
 from ._fastmri_weights import load_fastmri, to_fastmri_state_dict
+from ._modl import MoDL
 from ._stage import NetStage, stage
 from ._unet import UNet
+from ._varnet import VarNet
 
 __all__ = ["conv", "conv_transpose", "instance_norm", "avg_pool", "ConvBlock",
            "TransposeConvBlock", "UNet", "NormUNet", "E2EVarNet", "load_fastmri",
-           "to_fastmri_state_dict", "stage", "NetStage"]
+           "to_fastmri_state_dict", "stage", "NetStage", "VarNet", "MoDL"]
