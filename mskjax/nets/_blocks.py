@@ -21,6 +21,8 @@ convolutions (``out * window``).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 
 import jax
@@ -32,6 +34,18 @@ from .._checks import check_interval, check_positive_int
 from ._conv import conv, conv_transpose
 
 _MIN_DRAW = 1 << 16
+_SHAPES_ONLY = contextvars.ContextVar("mskjax_nets_shapes_only", default=False)
+
+
+@contextlib.contextmanager
+def shapes_only():
+    """Within this context :func:`uniform_init` returns ``jax.ShapeDtypeStruct`` placeholders:
+    a net is built without computing (or drawing) its weights, to be filled in by a loader."""
+    token = _SHAPES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY.reset(token)
 
 
 def uniform_init(key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.Array:
@@ -41,13 +55,15 @@ def uniform_init(key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.Arr
     2**16), so that building a net compiles the random generator for a few lengths instead of
     once per weight shape; a concrete key gives the same values as a traced one.
     """
+    if _SHAPES_ONLY.get():
+        return jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
     bound = 1.0 / math.sqrt(fan_in)
     size = math.prod(shape)
     draw = jax.random.uniform(key, (max(_MIN_DRAW, 1 << max(size - 1, 0).bit_length()),),
                               jnp.float32, -bound, bound)
     if isinstance(draw, jax.core.Tracer):
         return draw[:size].reshape(shape)
-    return jnp.asarray(np.asarray(draw)[:size].reshape(shape))
+    return jax.device_put(np.asarray(draw)[:size].reshape(shape))
 
 
 def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:

@@ -93,9 +93,11 @@ class Cascade(nnx.Module):
 
 
 def _stack(*arrays):
+    if isinstance(arrays[0], jax.ShapeDtypeStruct):  # built by shapes_only()
+        return jax.ShapeDtypeStruct((len(arrays), *arrays[0].shape), arrays[0].dtype)
     if any(isinstance(a, jax.core.Tracer) for a in arrays):
         return jnp.stack(arrays)
-    return jnp.asarray(np.stack([np.asarray(a) for a in arrays]))  # no compile per shape
+    return jax.device_put(np.stack([np.asarray(a) for a in arrays]))  # no compile per shape
 
 
 def _stack_modules(modules):

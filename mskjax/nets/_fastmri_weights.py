@@ -14,10 +14,11 @@ import os
 import re
 from collections.abc import Mapping
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 from flax import nnx
 
+from ._blocks import shapes_only
 from ._e2e_varnet import E2EVarNet
 from ._unet import UNet
 
@@ -112,7 +113,7 @@ def _read(source):
                         f"{type(source).__name__}")
     state = source["state_dict"] if isinstance(source.get("state_dict"), Mapping) else source
     names = list(state)
-    if not any(_kind_of(names)) and any(n.startswith(_PREFIXES) for n in names):
+    if _kind_of(names) is None and any(n.startswith(_PREFIXES) for n in names):
         # A Lightning module's state: keep the net's entries (its loss's buffers are not ours).
         prefix = next(p for p in _PREFIXES if any(n.startswith(p) for n in names))
         state = {n[len(prefix):]: v for n, v in state.items() if n.startswith(prefix)}
@@ -128,7 +129,7 @@ def _as_numpy(name, value):
         raise TypeError(f"{_FUNC}: {name!r} is not an array, got {type(value).__name__}") from err
     if not np.issubdtype(array.dtype, np.floating):
         raise TypeError(f"{_FUNC}: {name!r} must hold floating-point weights, got {array.dtype}")
-    return array.astype(np.float32)
+    return array.astype(np.float32, copy=False)
 
 
 def _kind_of(names):
@@ -231,8 +232,8 @@ def load_fastmri(state_dict_or_path, *, rngs: nnx.Rngs | None = None, drop_prob:
     else:
         def build(r):
             return E2EVarNet(**config, mask_center=mask_center, rngs=r)
-    # Only the shapes are built when every variable is a weight (no random streams to keep).
-    model = build(rngs) if drop_prob > 0 else nnx.eval_shape(lambda: build(nnx.Rngs(0)))
+    with shapes_only():  # the weights come from the state dict: nothing to draw
+        model = build(rngs)
     stacked = {}
     for name, path, layout, index in entries:
         value = _to_mskjax(state[name], layout)
@@ -246,6 +247,10 @@ def load_fastmri(state_dict_or_path, *, rngs: nnx.Rngs | None = None, drop_prob:
             raise ValueError(f"{_FUNC}: the cascades' weights differ in shape: "
                              f"{[(n, tuple(v.shape)) for n, v in values]}")
         _set(model, path, np.stack([v for _, v in values]), values[0][0])
+    left = [p for p, v in nnx.iter_graph(model)
+            if isinstance(v, nnx.Variable) and isinstance(v.get_value(), jax.ShapeDtypeStruct)]
+    if left:  # the name table and the net disagree: a defect here, not in the input
+        raise RuntimeError(f"{_FUNC}: no weights were loaded for {left}")
     return model
 
 
@@ -255,7 +260,7 @@ def _set(model, path, value, name):
     if value.shape != expected:
         raise ValueError(f"{_FUNC}: {name!r} has shape {tuple(np.shape(value))} after conversion, "
                          f"the net expects {expected}")
-    variable.set_value(jnp.asarray(value))
+    variable.set_value(jax.device_put(np.ascontiguousarray(value)))
 
 
 def to_fastmri_state_dict(model: UNet | E2EVarNet) -> dict[str, np.ndarray]:
@@ -272,5 +277,6 @@ def to_fastmri_state_dict(model: UNet | E2EVarNet) -> dict[str, np.ndarray]:
     out = {}
     for name, path, layout, index in entries:
         value = np.asarray(_variable(model, path).get_value())
-        out[name] = _to_torch(value if index is None else value[index], layout)
+        value = _to_torch(value if index is None else value[index], layout)
+        out[name] = np.array(value, order="C")  # a writable copy, as torch.from_numpy wants
     return out

@@ -67,34 +67,41 @@ def stage(net: nnx.Module | Callable[[nnx.Rngs], nnx.Module]) -> NetStage:
         (``net.train()`` / ``net.eval()``) is fixed when the stage is built. Everything is pure:
         ``jax.jit(pipeline.chain(..., stage(net)).apply)`` compiles one program.
     """
+    cache = {}
     if isinstance(net, nnx.Module):
         _check_net(net, "net")
-        graphdef, state = nnx.split(net)
+        cache["graphdef"], state = nnx.split(net)
         factory = None
     elif callable(net):
-        factory = net
-        abstract = nnx.eval_shape(lambda: factory(nnx.Rngs(0)))
-        _check_net(abstract, "the factory's result")
-        graphdef, _ = nnx.split(abstract)
-        state = None
+        factory, state = net, None
     else:
         raise TypeError(f"{_FUNC}: expected an nnx.Module or a factory rngs -> module, got "
                         f"{type(net).__name__}")
+
+    def built(model):
+        _check_net(model, "the factory's result")
+        graphdef, built_state = nnx.split(model)
+        if cache.setdefault("graphdef", graphdef) != graphdef:
+            raise ValueError(f"{_FUNC}: the factory built a differently structured net this "
+                             "time; a factory must build the same architecture every time")
+        return built_state
+
+    def graphdef():
+        # A factory's structure, when apply comes before any init (params from a checkpoint).
+        if "graphdef" not in cache:
+            built(nnx.eval_shape(lambda: factory(nnx.Rngs(0))))
+        return cache["graphdef"]
 
     def init(key, sample):
         del sample
         if factory is None:
             return state
-        built_graphdef, built_state = nnx.split(factory(nnx.Rngs(key)))
-        if built_graphdef != graphdef:
-            raise ValueError(f"{_FUNC}: the factory built a differently structured net for this "
-                             "key; a factory must build the same architecture every time")
-        return built_state
+        return built(factory(nnx.Rngs(key)))
 
     def apply(params, sample, *, key=None, **extra):
         del extra
         try:
-            model = nnx.merge(graphdef, params)
+            model = nnx.merge(graphdef(), params)
         except Exception as err:  # noqa: BLE001 - any mismatch: say how to fix it
             raise ValueError(f"{_FUNC}: apply got params that do not fit the net "
                              f"({type(err).__name__}: {err}); use the params returned by the "
