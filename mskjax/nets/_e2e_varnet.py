@@ -13,7 +13,8 @@ The computation:
    batch), and the results are divided by their root-sum-of-squares. Without a given
    ``num_low_frequencies`` the centre width is read from the mask as fastMRI does: the sampled
    run around column ``cols // 2`` of the mask's centre row, made symmetric (twice the shorter
-   side), at least 1.
+   side), at least 1. (As in fastMRI, a run reaching the edge counts as 0, so a fully sampled
+   mask gives width 1: pass ``num_low_frequencies`` for such masks.)
 2. ``num_cascades`` cascades, each ``k <- k - w * M (k - k0) - S(R(S^H k))`` with the learned
    weight ``w`` (initially 1), ``S = linop.Sense(maps)`` (coil expansion and centred FFT), its
    adjoint ``S^H`` (``linop.Sense(maps).H``), the mask ``M`` (``linop.apply_mask``), the measured
@@ -131,28 +132,35 @@ def _check_num_low_frequencies(value, cols):
 
 
 def _check_inputs(kspace, mask, num_low_frequencies):
+    """Validated ``(kspace, mask, line, num_low)``; ``line`` is the mask's sampled columns
+    (its centre row) as numpy when the mask's values are known (also while jit traces a
+    function that closes over it), else None."""
     kspace = as_array(kspace, "kspace", _FUNC)
     check_ndim(kspace, "kspace", _FUNC, ndim=3, layout="(coils, rows, cols) for one example "
                "(batch with jax.vmap)")
     check_complex(kspace, "kspace", _FUNC)
     mask = as_array(mask, "mask", _FUNC)
-    if _is_traced(mask) and not (mask.dtype == jnp.bool_ or jnp.issubdtype(mask.dtype,
-                                                                           jnp.floating)):
+    known = not _is_traced(mask)
+    if not known and not (mask.dtype == jnp.bool_ or jnp.issubdtype(mask.dtype, jnp.floating)):
         mask = mask != 0
+    values = np.asarray(mask) if known else None
     mask = linop.check_mask(mask, kspace.shape, _FUNC)
+    line = None
+    if known:
+        line = np.broadcast_to(values, kspace.shape)[0, kspace.shape[-2] // 2] != 0
     num_low = _check_num_low_frequencies(num_low_frequencies, kspace.shape[-1])
-    return jnp.asarray(kspace), mask, num_low
+    return jnp.asarray(kspace), mask, line, num_low
 
 
-def _centre_width(line):
+def _centre_width(line, xp=jnp):
     """fastMRI's centre width from a sampled-columns line: twice the shorter sampled run on
     either side of ``cols // 2`` (the left run ends before it, the right one starts at it),
-    at least 1."""
+    at least 1. ``xp``: numpy for a known mask, jax.numpy for a traced one."""
     cent = line.shape[0] // 2
-    sampled = line.astype(jnp.int8)
-    left = jnp.argmin(sampled[:cent][::-1])
-    right = jnp.argmin(sampled[cent:])
-    return jnp.maximum(2 * jnp.minimum(left, right), 1)
+    sampled = line.astype(xp.int8)
+    left = xp.argmin(sampled[:cent][::-1])
+    right = xp.argmin(sampled[cent:])
+    return xp.maximum(2 * xp.minimum(left, right), 1)
 
 
 class E2EVarNet(nnx.Module):
@@ -202,30 +210,34 @@ class E2EVarNet(nnx.Module):
 
     # -- sensitivity maps ----------------------------------------------------------------------
 
-    def _low_frequency_kspace(self, kspace, mask, num_low):
+    def _low_frequency_kspace(self, kspace, mask, line, num_low):
         if not self.mask_center:
             return kspace
         rows, cols = kspace.shape[-2:]
-        line = jnp.broadcast_to(mask, kspace.shape)[0, rows // 2] != 0
-        if num_low is None or (isinstance(num_low, int) and num_low == 0):
-            if not _is_traced(mask) and not bool(line[cols // 2]):
+        read_from_mask = num_low is None or (isinstance(num_low, int) and num_low == 0)
+        if line is not None:  # a known mask: checked and measured on the host
+            if read_from_mask and not line[cols // 2]:
                 raise ValueError(
                     f"{_FUNC}: the mask samples no centre (low-frequency) columns: column "
                     f"{cols // 2} of {cols} (row {rows // 2}) is not sampled, and the "
                     "sensitivity maps are estimated from the sampled centre; sample it or pass "
                     "num_low_frequencies")
-            width = _centre_width(line)
+            derived = int(_centre_width(line, np))
+        else:
+            derived = _centre_width(jnp.broadcast_to(mask, kspace.shape)[0, rows // 2] != 0)
+        if read_from_mask:
+            width = derived
         elif isinstance(num_low, int):
             width = num_low
         else:
-            width = jnp.where(num_low > 0, num_low, _centre_width(line))
+            width = jnp.where(num_low > 0, num_low, derived)
         start = (cols - width + 1) // 2
         columns = jnp.arange(cols)
         keep = (columns >= start) & (columns < start + width)
         return jnp.where(keep, kspace, jnp.zeros((), kspace.dtype))
 
-    def _maps(self, kspace, mask, num_low):
-        coil_images = ifft2c(self._low_frequency_kspace(kspace, mask, num_low))
+    def _maps(self, kspace, mask, line, num_low):
+        coil_images = ifft2c(self._low_frequency_kspace(kspace, mask, line, num_low))
         maps = self.sens_net(coil_images)
         norm = coils.rss(maps, axis=0)
         return jnp.where(norm > 0, maps / _safe_divisor(norm).astype(maps.dtype),
@@ -235,15 +247,15 @@ class E2EVarNet(nnx.Module):
                          num_low_frequencies: int | jax.Array | None = None) -> jax.Array:
         """The estimated coil sensitivity maps, complex ``(coils, rows, cols)``, normalised to
         root-sum-of-squares 1 (arguments as for the call)."""
-        kspace, mask, num_low = _check_inputs(kspace, mask, num_low_frequencies)
-        return self._maps(kspace, mask, num_low)
+        kspace, mask, line, num_low = _check_inputs(kspace, mask, num_low_frequencies)
+        return self._maps(kspace, mask, line, num_low)
 
     # -- the network ---------------------------------------------------------------------------
 
     def __call__(self, kspace: jax.Array, mask: jax.Array, *,
                  num_low_frequencies: int | jax.Array | None = None) -> jax.Array:
-        kspace, mask, num_low = _check_inputs(kspace, mask, num_low_frequencies)
-        sense = linop.Sense(self._maps(kspace, mask, num_low))
+        kspace, mask, line, num_low = _check_inputs(kspace, mask, num_low_frequencies)
+        sense = linop.Sense(self._maps(kspace, mask, line, num_low))
         graphdef, state = nnx.split(self.cascades)
 
         def cascade(current, params):

@@ -1,7 +1,8 @@
 """The end-to-end VarNet against the fastMRI PyTorch VarNet (the oracle).
 
 Tolerance: float32 round-off, max |jax - torch| <= 1e-4 * max |torch| (measured about 1e-6
-for the small net, 6e-5 for the published size with 12 random cascades).
+for the small net; for the published size with 12 random cascades 3e-5 from PyTorch in float64,
+as far as PyTorch's own float32 output is).
 """
 
 from __future__ import annotations
@@ -138,6 +139,8 @@ def test_bad_input():
         model(kspace, no_centre)
     with pytest.raises(ValueError, match="no centre"):
         model.sensitivity_maps(kspace, np.zeros(24, bool))
+    with pytest.raises(ValueError, match="no centre"):  # a known mask, also under jit
+        jax.jit(lambda k: model(k, no_centre))(kspace)
     with pytest.raises(ValueError, match=r"num_low_frequencies must be in \[0, 24\]"):
         model(kspace, mask, num_low_frequencies=25)
     with pytest.raises(TypeError, match="num_low_frequencies must be an integer"):
@@ -186,13 +189,20 @@ def test_gradients_with_remat_match_fastmri():
 
 @pytest.mark.slow
 def test_published_varnet_matches_fastmri():
-    """The published fastMRI VarNet size: 12 cascades, chans 18, 4 levels, sensitivity net
-    chans 8 with 4 levels."""
+    """The published fastMRI VarNet size (12 cascades, chans 18, 4 levels; sensitivity net chans
+    8, 4 levels), fastMRI's initialisation. Twelve random cascades amplify float32 round-off:
+    PyTorch's own float32 output is 3e-5 to 4e-5 (relative to the image's maximum) from its
+    float64 output, so the oracle here is PyTorch in float64."""
     config = dict(num_cascades=12, sens_chans=8, sens_pools=4, chans=18, pools=4)
-    ref = torch_varnet(config)
+    torch.manual_seed(0)
+    ref = fastmri_models.VarNet(**config).eval()
     model = nets.load_fastmri(ref.state_dict())
     assert {k: getattr(model, k) for k in config} == config
     kspace, mask, _ = example(0)
     graphdef, state = nnx.split(model)
     out = jax.jit(lambda s, k, m: nnx.merge(graphdef, s)(k, m))(state, kspace, mask)
-    assert_close(out, run_torch(ref, kspace, mask))
+    ref.double()
+    with torch.no_grad():
+        exact = ref(torch.view_as_real(torch.from_numpy(kspace.astype(np.complex128)))[None],
+                    torch.from_numpy(mask).reshape(1, 1, 1, -1, 1))[0].numpy()
+    assert_close(out, exact)
