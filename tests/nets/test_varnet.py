@@ -11,7 +11,8 @@ from flax import nnx
 from mskjax.coils import birdcage_maps, normalize_maps
 from mskjax.linop import Sense
 from mskjax.nets import VarNet
-from mskjax.nets._varnet import analysis, data_gradient, project_filters, synthesis
+from mskjax.nets._varnet import (analysis, data_gradient, project_filters, rbf_activation,
+                                 synthesis)
 from mskjax.pipeline import Sample
 from mskjax.sim import knee_section
 from tests.conftest import random_complex
@@ -73,6 +74,23 @@ def test_filters_have_zero_mean_and_unit_norm(rng):
                                                     jnp.float32)))
     np.testing.assert_allclose(kernel.mean(axis=(0, 1)), 0, atol=1e-6)
     np.testing.assert_allclose(np.sqrt((kernel ** 2).sum(axis=(0, 1, 2))), 1, rtol=1e-5)
+
+
+def test_activation_gradients_match_autodiff_of_the_formula(rng):
+    z = jnp.asarray(rng.standard_normal((1, 5, 4, 3)), jnp.float32)
+    weights = jnp.asarray(rng.standard_normal((3, 7)), jnp.float32)
+    cotangent = jnp.asarray(rng.standard_normal(z.shape), jnp.float32)
+    centres, width = jnp.linspace(-1.5, 1.5, 7), jnp.float32(0.5)
+
+    def formula(z, weights):
+        gauss = jnp.exp(-(z[..., None] - centres) ** 2 / (2 * width ** 2))
+        return jnp.sum(weights * gauss, axis=-1)
+
+    expected, expected_vjp = jax.vjp(formula, z, weights)
+    got, got_vjp = jax.vjp(lambda z, w: rbf_activation(z, w, centres, width), z, weights)
+    assert rel(got, expected) < 1e-6
+    for g, e in zip(got_vjp(cotangent), expected_vjp(cotangent)):
+        assert rel(g, e) < 1e-5
 
 
 def test_data_gradient_is_the_gradient_of_the_least_squares_term(rng):
