@@ -81,6 +81,9 @@ class UNet(nnx.Module):
             raise ValueError(
                 f"mskjax.nets.UNet: x must be (batch, *spatial, {self.in_chans}) with "
                 f"{self.ndim} spatial axes, got shape {tuple(x.shape)}")
+        if jnp.iscomplexobj(x):
+            raise TypeError(f"mskjax.nets.UNet: x must be real (a complex image enters as two "
+                            f"channels, real and imaginary), got {x.dtype}")
         x = jnp.asarray(x, jnp.float32)
         skips = []
         for block in self.down:

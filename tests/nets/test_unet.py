@@ -178,6 +178,9 @@ def test_apply_sample_forms():
 def test_bad_arguments():
     with pytest.raises(ValueError, match=r"mskjax.nets.UNet: x must be \(batch, \*spatial, 1\)"):
         nets.UNet(1, 1, chans=2, num_pool_layers=1, rngs=nnx.Rngs(0))(jnp.ones((8, 8, 1)))
+    with pytest.raises(TypeError, match="mskjax.nets.UNet: x must be real"):
+        nets.UNet(1, 1, chans=2, num_pool_layers=1, rngs=nnx.Rngs(0))(jnp.ones((1, 8, 8, 1),
+                                                                               jnp.complex64))
     with pytest.raises(ValueError, match="mskjax.nets.UNet: chans must be an integer >= 1"):
         nets.UNet(1, 1, chans=0, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"mskjax.nets.UNet: drop_prob must be in \[0.0, 1.0\)"):
