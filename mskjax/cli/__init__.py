@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--center-fraction", type=float, default=0.08)
     demo.add_argument("--snr-db", type=float, default=30.0)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--checkpoint", default=None,
+                      help="also reconstruct with a model trained by `mskjax train recon`")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     data = commands.add_parser("data", help="build data sets")
@@ -72,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--lr", type=float, default=1e-3)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--no-augment", action="store_true", help="draw only the masks")
+    tr.add_argument("--patch-rows", type=int, default=None,
+                    help="train on random bands of this many image rows (readout axis)")
     tr.add_argument("--init", default=None, help="a checkpoint of the same model to start from")
     tr.add_argument("--checkpoint-every", type=int, default=100)
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -117,8 +121,9 @@ def main(argv=None) -> int:
             report = run_demo(data=args.data, slice_index=args.slice_index, out=args.out,
                               num_coils=args.num_coils, acceleration=args.acceleration,
                               center_fraction=args.center_fraction, snr_db=args.snr_db,
-                              seed=args.seed, progress=not args.no_progress)
-        except (ValueError, TypeError, FileNotFoundError) as err:
+                              seed=args.seed, checkpoint=args.checkpoint,
+                              progress=not args.no_progress)
+        except (ValueError, TypeError, OSError) as err:
             print(f"mskjax: error: {err}", file=sys.stderr)
             return 2
         print(f"{report['input']}, {args.acceleration}x:")
@@ -158,7 +163,7 @@ def main(argv=None) -> int:
                 acceleration=args.acceleration, center_fraction=args.center_fraction,
                 mask=args.mask, steps=args.steps, max_minutes=args.max_minutes,
                 batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                augment=not args.no_augment, init=args.init,
+                augment=not args.no_augment, patch_rows=args.patch_rows, init=args.init,
                 checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
         except (ValueError, TypeError, OSError) as err:
             print(f"mskjax: error: {err}", file=sys.stderr)

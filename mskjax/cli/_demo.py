@@ -74,7 +74,8 @@ def _figure(path, target, kspace, mask, recons, scores, title):
 
 
 def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acceleration=4,
-             center_fraction=0.08, snr_db=30.0, seed=0, l1_lamda=0.002, progress=True) -> dict:
+             center_fraction=0.08, snr_db=30.0, seed=0, l1_lamda=0.002, checkpoint=None,
+             progress=True) -> dict:
     """Run the demo and write ``figure.png`` and ``metrics.json`` into ``out``.
 
     Returns:
@@ -122,6 +123,18 @@ def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acc
         "L1-wavelet": np.abs(np.asarray(recon.l1_wavelet(undersampled, maps, mask=mask,
                                                          lamda=l1_lamda, max_iter=50).image)),
     }
+    methods = {"zero-filled": "root-sum-of-squares of the zero-filled coil images",
+               "CG-SENSE": "ESPIRiT maps from the centre lines, lamda 0.01, 30 iterations",
+               "L1-wavelet": f"ESPIRiT maps, db4, lamda {l1_lamda}, 50 FISTA iterations"}
+    if checkpoint is not None:
+        from ._train_recon import learned_method, load_trained
+
+        name, net, config = load_trained(checkpoint, "mskjax demo")
+        learned = jax.jit(learned_method(name, net), static_argnums=2)
+        recons[name] = np.asarray(learned(undersampled, mask, int(num_low)))
+        methods[name] = (f"trained {name} from {checkpoint} (step "
+                         f"{config['step']}), "
+                         f"{config['model']['kwargs']}")
     bar.update()
 
     bar.set_postfix_str("metrics")
@@ -144,9 +157,7 @@ def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acc
                  "center_fraction": center_fraction, "num_low_frequencies": int(num_low),
                  "sampled_fraction": fraction, "seed": seed},
         "reference": "root-sum-of-squares of the fully sampled simulated k-space",
-        "methods": {"zero-filled": "root-sum-of-squares of the zero-filled coil images",
-                    "CG-SENSE": "ESPIRiT maps from the centre lines, lamda 0.01, 30 iterations",
-                    "L1-wavelet": f"ESPIRiT maps, db4, lamda {l1_lamda}, 50 FISTA iterations"},
+        "methods": methods,
         "metrics": scores,
         "timing_s": {"zero_filled_pipeline_first_call_including_compilation": first_call,
                      "zero_filled_pipeline_steady_state_median_of_5": steady},

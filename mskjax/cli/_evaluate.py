@@ -83,7 +83,8 @@ def classical_methods(*, cg_lamda: float, l1_lamda: float | None, cg_iter: int =
     return methods
 
 
-def _crop_common(a, b):
+def crop_common(a, b):
+    """Both arrays centre-cropped to their common trailing ``(rows, cols)``."""
     rows, cols = min(a.shape[-2], b.shape[-2]), min(a.shape[-1], b.shape[-1])
 
     def crop(x):
@@ -95,7 +96,7 @@ def _crop_common(a, b):
 
 def volume_scores(target: np.ndarray, image: np.ndarray) -> dict[str, float]:
     """fastMRI's NMSE, PSNR (dB) and SSIM of a volume ``(slices, rows, cols)``."""
-    target, image = _crop_common(np.asarray(target, np.float32), np.asarray(image, np.float32))
+    target, image = crop_common(np.asarray(target, np.float32), np.asarray(image, np.float32))
     return {"nmse": float(metrics.nmse(target, image)),
             "psnr_db": float(metrics.psnr(target, image)),
             "ssim": float(metrics.ssim(target, image))}
