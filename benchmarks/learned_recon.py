@@ -28,7 +28,9 @@ every method, error maps, for one held-out slice per acceleration).
     python benchmarks/learned_recon.py [--minutes 5] [--nets unet,e2e-varnet,varnet,modl]
         [--accelerations 4,8] [--out benchmarks/results/learned_recon]
 
-Runs resume: running the same command again continues unfinished trainings and re-evaluates.
+A net trained by an earlier run of the script (its run folder holds ``summary.json``) is not
+trained again, and the tuned ``lamda`` are kept in ``tuned_<R>x.json``: running the command
+again with more nets trains only the new ones and re-evaluates all of them.
 """
 
 from __future__ import annotations
@@ -157,17 +159,26 @@ def main(argv=None):
     for acceleration in accelerations:
         cf = CENTER_FRACTION[acceleration]
         log(f"\n== {acceleration}x, centre fraction {cf}")
-        tuned = tune_classical(train_files, acceleration, log)
+        tuned_path = out / f"tuned_{acceleration}x.json"
+        if tuned_path.exists():
+            tuned = {k: {**v, "lamda": float(v["lamda"])}
+                     for k, v in json.loads(tuned_path.read_text()).items()}
+        else:
+            tuned = tune_classical(train_files, acceleration, log)
+            tuned_path.write_text(json.dumps(tuned, indent=2) + "\n")
         methods = classical_methods(cg_lamda=tuned["CG-SENSE"]["lamda"],
                                     l1_lamda=tuned["L1-wavelet"]["lamda"])
         training = {}
         for name in nets:
             run = out / "runs" / f"{name}_{acceleration}x"
             tick = time.perf_counter()
-            summary = train_recon(data=kset, out=run, model=name, acceleration=acceleration,
-                                  center_fraction=cf, steps=100000, max_minutes=args.minutes,
-                                  seed=args.seed, patch_rows=args.patch_rows,
-                                  checkpoint_every=200, progress=False)
+            if (run / "summary.json").exists():  # trained by an earlier run of this script
+                summary = json.loads((run / "summary.json").read_text())
+            else:
+                summary = train_recon(
+                    data=kset, out=run, model=name, acceleration=acceleration,
+                    center_fraction=cf, steps=100000, max_minutes=args.minutes, seed=args.seed,
+                    patch_rows=args.patch_rows, checkpoint_every=200, progress=False)
             training[name] = {**{k: summary[k] for k in (
                 "steps", "config", "first_step_s_including_compilation",
                 "training_s_this_session", "final_loss_mean_of_last_20")},
