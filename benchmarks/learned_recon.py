@@ -55,7 +55,7 @@ from mskjax.io import make_kspace_set
 ROOT = Path(__file__).resolve().parent
 CENTER_FRACTION = {4: 0.08, 8: 0.04}
 CG_GRID = [0.001, 0.003, 0.01, 0.03, 0.1]
-L1_GRID = [0.0003, 0.001, 0.003, 0.01]
+L1_GRID = [0.0003, 0.001, 0.003, 0.01, 0.03]
 
 
 def data_folder() -> Path:

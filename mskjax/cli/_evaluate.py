@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .. import metrics, recon
 from ..io import read_fastmri
 from ..train import fastmri_eval_example
-from ._learned import num_low_frequencies, sensitivity_maps
+from ._learned import input_scale, num_low_frequencies, sensitivity_maps
 
 #: A method: ``fn(kspace (coils, rows, cols), mask (cols,), num_low) -> image (rows, cols)``.
 Method = Callable[[jax.Array, jax.Array, int], jax.Array]
@@ -62,7 +62,12 @@ def read_fully_sampled(path: Path, func: str) -> np.ndarray:
 
 def classical_methods(*, cg_lamda: float, l1_lamda: float | None, cg_iter: int = 30,
                       l1_iter: int = 50) -> dict[str, Method]:
-    """Zero-filled, CG-SENSE and (when ``l1_lamda`` is given) L1-wavelet, with ESPIRiT maps."""
+    """Zero-filled, CG-SENSE and (when ``l1_lamda`` is given) L1-wavelet, with ESPIRiT maps.
+
+    CG-SENSE's ``lamda`` is relative to ``A^H A`` (the maps have unit root-sum-of-squares),
+    so it does not depend on the data's units; L1-wavelet's is in units of the zero-filled
+    image's maximum (:func:`mskjax.cli._learned.input_scale`).
+    """
 
     def zero_filled(kspace, mask, num_low):
         return recon.zero_filled(kspace)
@@ -73,9 +78,13 @@ def classical_methods(*, cg_lamda: float, l1_lamda: float | None, cg_iter: int =
                                             max_iter=cg_iter).image)
 
     def l1_wavelet(kspace, mask, num_low):
+        # lamda in units of the zero-filled image's maximum, like the learned models' data.
+        scale = input_scale(kspace)
+        kspace = kspace / scale.astype(kspace.dtype)
         maps = sensitivity_maps(kspace, num_low)
-        return jax.numpy.abs(recon.l1_wavelet(kspace, maps, mask=mask, lamda=l1_lamda,
-                                              max_iter=l1_iter).image)
+        image = recon.l1_wavelet(kspace, maps, mask=mask, lamda=l1_lamda,
+                                 max_iter=l1_iter).image
+        return jax.numpy.abs(image) * scale
 
     methods = {"zero-filled": zero_filled, "CG-SENSE": cg_sense}
     if l1_lamda is not None:

@@ -96,9 +96,28 @@ def sensitivity_maps(kspace: jax.Array, num_low: int) -> jax.Array:
                          kernel_width=(min(6, rows - 1), min(6, width - 1)))
 
 
+def input_scale(kspace: jax.Array) -> jax.Array:
+    """The maximum of the zero-filled root-sum-of-squares image (1 if it is 0), without
+    gradient: the unit every method works in, so that float32 keeps its precision whatever
+    the scanner's units (the real knees here reach 1e8 in k-space)."""
+    peak = jnp.max(coils.rss(ifft2c(kspace), axis=0))
+    return jax.lax.stop_gradient(jnp.where(peak > 0, peak, 1.0))
+
+
 def reconstruct(name: str, model: nnx.Module, kspace: jax.Array, mask: jax.Array, *,
                 num_low: int, maps: jax.Array | None = None) -> jax.Array:
-    """The magnitude image ``(rows, cols)`` of one undersampled example (module docstring)."""
+    """The magnitude image ``(rows, cols)`` of one undersampled example (module docstring).
+
+    The k-space is divided by :func:`input_scale` before the model sees it and the image
+    multiplied back, so every model runs on data of order one.
+    """
+    scale = input_scale(kspace)
+    image = _reconstruct(name, model, kspace / scale.astype(kspace.dtype), mask,
+                         num_low=num_low, maps=maps)
+    return image * scale
+
+
+def _reconstruct(name, model, kspace, mask, *, num_low, maps):
     if name == "unet":
         image = coils.rss(ifft2c(kspace), axis=0)
         mean, std = jnp.mean(image), jnp.std(image)

@@ -6,7 +6,8 @@ on the device and from the step's key, an augmented example per slice of the bat
 (:func:`mskjax.train.augment_recon_example`: a new fastMRI mask, new coil maps, phase, flips,
 intensity scale and noise; ``augment=False`` draws only the mask), reconstructs it with the
 model (:func:`mskjax.cli._learned.reconstruct`) and minimises fastMRI's SSIM loss (1 - SSIM,
-7 x 7 window, data range the target's maximum) against the root-sum-of-squares target, with
+7 x 7 window, data range the target's maximum) against the root-sum-of-squares target, both
+in units of the zero-filled image's maximum (:func:`mskjax.cli._learned.input_scale`), with
 Adam and gradient clipping at norm 1. The batches are a pure function of ``(seed, step)`` and
 the keys of ``(seed, step)``, so a run stopped and resumed (the same ``--out``) ends with the
 parameters of an uninterrupted run.
@@ -34,7 +35,8 @@ from .. import losses, train
 from ..fourier import fftnc, ifftnc
 from ._evaluate import classical_methods, data_files, evaluate_methods, read_fully_sampled
 from ._files import write_json
-from ._learned import MODELS, build_model, model_spec, num_low_frequencies, reconstruct
+from ._learned import (MODELS, build_model, input_scale, model_spec, num_low_frequencies,
+                       reconstruct)
 
 _TRAIN = "mskjax train recon"
 _EVAL = "mskjax eval recon"
@@ -96,7 +98,8 @@ def make_loss(name: str, graphdef, rest, *, acceleration, center_fraction, mask,
         example = draw(key, kspace)
         low = example.extra["num_low_frequencies"] if name == "e2e-varnet" else num_low
         image = reconstruct(name, model, example.kspace, example.mask, num_low=low)
-        return image, example.target
+        scale = input_scale(example.kspace)
+        return image / scale, example.target / scale
 
     def loss_fn(params, batch, key):
         model = train.merge_model(graphdef, params, rest)
