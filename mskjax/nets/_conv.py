@@ -5,23 +5,34 @@ order). Every convolution of every net goes through these functions, so their sp
 custom gradient that makes them faster on a given backend) is decided in one place.
 
 Gradient of :func:`conv`. XLA differentiates a convolution into two convolutions: one for the
-input (the forward convolution with the flipped kernel, about as fast as the forward pass) and
-one for the kernel, whose "window" is the whole image. On CPU the second is 2 to 5 times slower
-than oneDNN's in PyTorch for the nets' shapes (fastMRI's 18 channels, one image). :func:`conv`
-therefore carries a ``jax.custom_jvp`` whose kernel tangent ``conv(x, dkernel)`` is written as
-one matrix product: ``x`` shifted along some window axes and stacked on the channel axis, times
-the reshaped ``dkernel``, the result shifted along the other axes and summed. Reverse mode
-transposes it into ``dkernel = X^T G``: ``X`` the stacked shifted input, ``G`` the stacked
-shifted cotangent, one ``(taps_x * in) x (taps_g * out)`` product over all pixels (3 + 3 shifted
-copies instead of 9 for a 3 x 3 window; the split copies the fewest values). The input tangent
-stays XLA's own. Being a JVP rule made of ordinary operations it supports everything JAX does:
-``grad``, ``jvp``, ``vmap``, ``jit``, ``jax.checkpoint``, higher orders; only ``x`` is kept for
-the backward pass (``X`` is rebuilt there). Values and gradients equal XLA's to float32
-round-off (sums in another order).
+input (the forward convolution with the flipped kernel) and one for the kernel, whose "window"
+is the whole image. On XLA's CPU backend two things make that slow: the kernel convolution is
+2 to 5 times slower than oneDNN's in PyTorch for the nets' shapes (fastMRI's 18 channels, one
+image), and inside a loop body (the cascades of an unrolled net under ``lax.scan``) both run
+10 to 20 times slower than at the top level, because JAX's transpose rules hand them operands
+with transposed dimension specs that XLA only normalises outside loops.
 
-:data:`KERNEL_GRADIENT`, read when a call is traced, picks the kernel gradient: ``"auto"``
-(default: the matrix product on the CPU backend where it was measured to be faster, see
-:func:`_matmul_is_faster`; XLA's own elsewhere and on GPU/TPU), ``"matmul"`` or ``"xla"``
+On CPU :func:`conv` therefore carries a ``jax.custom_jvp`` (ordinary operations, so ``grad``,
+``jvp``, ``vmap``, ``jit``, ``jax.checkpoint`` and higher orders all work):
+
+- the input tangent is written with an ``OI`` kernel spec, so that its transpose, the input
+  gradient, is a convolution with plain ``N..C / ..IO / N..C`` specs;
+- the kernel tangent ``conv(x, dkernel)`` is written in one of two forms, chosen per shape by
+  :func:`_matmul_is_faster`: (a) one matrix product, ``x`` shifted along some window axes and
+  stacked on the channel axis, times the reshaped ``dkernel``, the result shifted along the
+  other axes and summed, which reverse mode turns into ``dkernel = X^T G`` (``X`` the stacked
+  shifted input, ``G`` the stacked shifted cotangent: 3 + 3 copies instead of 9 for a 3 x 3
+  window, the split copying the fewest values); or (b) XLA's own kernel-gradient convolution,
+  with operands laid out so that it has plain specs.
+
+Only ``x`` is kept for the backward pass (the stacked or transposed copies are rebuilt there).
+Values and gradients equal XLA's to float32 round-off. Forward mode (``jax.jvp``) is correct
+everywhere but meets the slow loop-body path for the input tangent (its ``OI`` spec).
+
+:data:`KERNEL_GRADIENT`, read when a call is traced (a function jitted or scanned before a
+change keeps its trace), picks the rule: ``"auto"`` (default: the custom JVP on the CPU
+backend, each kernel gradient in the form measured faster there; XLA's differentiation
+elsewhere), ``"matmul"`` (the custom JVP with form (a) everywhere) or ``"xla"``
 (``lax.conv_general_dilated`` differentiated by JAX, for comparisons).
 """
 
@@ -147,6 +158,9 @@ def _kernel_tangent(x, dkernel, pads, on_input):
     in_axes = [a for a in range(ndim) if on_input[a]]
     out_axes = [a for a in range(ndim) if not on_input[a]]
     zero = jnp.zeros((), x.dtype)
+    # Barriers keep XLA from fusing the producers of x (and, transposed, of the cotangent)
+    # into the stacking, which would recompute them once per shifted copy.
+    x = lax.optimization_barrier(x)
 
     def offsets(axes):
         for combo in itertools.product(*(range(window[a]) for a in axes)):
@@ -170,7 +184,7 @@ def _kernel_tangent(x, dkernel, pads, on_input):
         jnp.broadcast_to(matrix, (chunks, *matrix.shape)), (((2,), (1,)), ((0,), (0,))))
     product = product.reshape(*grid, taps_out * cout)
     if not out_axes:
-        return product
+        return lax.optimization_barrier(product)
     moved = tuple(not a for a in on_input)
     total = None
     # lax.split, whose transpose is a concatenation (the stacked, shifted cotangent)
@@ -178,19 +192,41 @@ def _kernel_tangent(x, dkernel, pads, on_input):
     for block, taps in zip(blocks, offsets(out_axes)):
         part = lax.pad(block, zero, _shift_widths(taps, pads, grid[1:], out_spatial, moved))
         total = part if total is None else total + part
-    return total
+    return lax.optimization_barrier(total)
 
 
-def _use_matmul(x, kernel) -> bool:
+@functools.partial(jax.checkpoint, static_argnums=(2,))
+def _kernel_tangent_conv(x, dkernel, pads):
+    """``conv(x, dkernel)`` as a convolution whose operands are laid out so that its transpose
+    with respect to the kernel (XLA's own kernel gradient, reverse mode) has plain
+    ``N..C / ..IO / N..C`` dimension specs: the input as ``(in, *spatial, batch)``, the kernel as
+    ``(in, *window, out)``, the result as ``(*spatial, batch, out)``. XLA's CPU backend runs
+    the kernel-gradient convolution JAX derives from ``lax.conv_general_dilated`` fast at the
+    top level but 5 to 20 times slower inside a loop body (``lax.scan``), where its operands
+    keep their transposed specs."""
+    ndim = x.ndim - 2
+    spatial = "DHW"[-ndim:]
+    moved = lax.conv_general_dilated(
+        jnp.swapaxes(x, 0, -1), jnp.moveaxis(dkernel, -2, 0), (1,) * ndim, pads,
+        dimension_numbers=(f"C{spatial}N", f"I{spatial}O", f"{spatial}NC"))
+    return jnp.moveaxis(moved, -2, 0)
+
+
+def _rule(x, kernel) -> str | None:
+    """The kernel-gradient rule of one call: "matmul", "conv" (XLA's convolution, inside the
+    custom JVP) or None (no custom JVP: XLA differentiates ``lax.conv_general_dilated``)."""
     rule = KERNEL_GRADIENT
     if rule not in ("auto", "matmul", "xla"):
         raise ValueError('mskjax.nets.conv: KERNEL_GRADIENT must be "auto", "matmul" or "xla", '
                          f"got {rule!r}")
-    if rule != "auto":
-        return rule == "matmul"
+    if rule == "xla":
+        return None
+    if rule == "matmul":
+        return "matmul"
     if jax.default_backend() != "cpu":
-        return False
-    return _matmul_is_faster(math.prod(x.shape[:-1]), kernel.shape[:-2], *kernel.shape[-2:])
+        return None
+    faster = _matmul_is_faster(math.prod(x.shape[:-1]), kernel.shape[:-2], *kernel.shape[-2:])
+    return "matmul" if faster else "conv"
 
 
 def _matmul_is_faster(pixels: int, window, cin: int, cout: int) -> bool:
@@ -210,27 +246,43 @@ def _matmul_is_faster(pixels: int, window, cin: int, cout: int) -> bool:
     return min(cin, cout) >= 16 and pixels <= 2**18
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _conv_matmul(x, kernel, pads, on_input):
+def _input_tangent(dx, kernel, pads):
+    """``conv(dx, kernel)`` with the kernel handed over as ``(*window, out, in)`` under an
+    ``OI`` dimension spec: JAX's transpose (reverse mode) swaps the spec, so the input
+    gradient is a convolution with a plain ``(*window, in, out)`` (``IO``) kernel, which XLA's
+    CPU backend runs at full speed everywhere; given an ``OI`` kernel inside a loop body
+    (``lax.scan``) it falls back to a path 10 to 20 times slower."""
+    ndim = kernel.ndim - 2
+    spatial = "DHW"[-ndim:]
+    return lax.conv_general_dilated(dx, jnp.swapaxes(kernel, -1, -2), (1,) * ndim, pads,
+                                    dimension_numbers=(f"N{spatial}C", f"{spatial}OI",
+                                                       f"N{spatial}C"))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _conv_custom(x, kernel, pads, rule, on_input):
     return _plain(x, kernel, pads)
 
 
-def _conv_matmul_jvp(pads, on_input, primals, tangents):
+def _conv_custom_jvp(pads, rule, on_input, primals, tangents):
     x, kernel = primals
     dx, dkernel = tangents
     out = _plain(x, kernel, pads)
     dout = None
     if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
-        dout = _plain(dx, kernel, pads)
+        dout = _input_tangent(dx, kernel, pads)
     if not isinstance(dkernel, jax.custom_derivatives.SymbolicZero):
-        part = _kernel_tangent(x, dkernel, pads, on_input)
+        if rule == "matmul":
+            part = _kernel_tangent(x, dkernel, pads, on_input)
+        else:
+            part = _kernel_tangent_conv(x, dkernel, pads)
         dout = part if dout is None else dout + part
     if dout is None:
         dout = jnp.zeros_like(out)
     return out, dout
 
 
-_conv_matmul.defjvp(_conv_matmul_jvp, symbolic_zeros=True)
+_conv_custom.defjvp(_conv_custom_jvp, symbolic_zeros=True)
 
 
 def conv(x: jax.Array, kernel: jax.Array, *, padding: str | int = "SAME") -> jax.Array:
@@ -255,10 +307,11 @@ def conv(x: jax.Array, kernel: jax.Array, *, padding: str | int = "SAME") -> jax
                          f"{tuple(kernel.shape)}, got shape {tuple(x.shape)}")
     pads = _explicit_padding(padding, tuple(kernel.shape[:ndim]))
     kernel = kernel.astype(x.dtype)
-    if _use_matmul(x, kernel):
-        on_input = _split(tuple(kernel.shape[:ndim]), kernel.shape[-2], kernel.shape[-1])
-        return _conv_matmul(x, kernel, pads, on_input)
-    return _plain(x, kernel, pads)
+    rule = _rule(x, kernel)
+    if rule is None:
+        return _plain(x, kernel, pads)
+    on_input = _split(tuple(kernel.shape[:ndim]), kernel.shape[-2], kernel.shape[-1])
+    return _conv_custom(x, kernel, pads, rule, on_input)
 
 
 def conv_transpose(x: jax.Array, kernel: jax.Array, *, stride: int = 2) -> jax.Array:
