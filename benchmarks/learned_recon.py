@@ -88,7 +88,7 @@ def tune_classical(files, acceleration, log):
     return best
 
 
-def figure(path, images, overall, acceleration, fname):
+def figure(path, images, scores, acceleration, fname):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,8 +105,8 @@ def figure(path, images, overall, acceleration, fname):
     for i, name in enumerate(methods, start=1):
         ref, image = crop_common(target, images[name][0])
         axes[0, i].imshow(image, cmap="gray", vmin=0, vmax=vmax)
-        axes[0, i].set_title(f"{name}\nvolume SSIM {overall[name]['ssim']:.3f}, "
-                             f"PSNR {overall[name]['psnr_db']:.1f}", fontsize=8)
+        axes[0, i].set_title(f"{name}\nSSIM {scores[name]['ssim']:.3f}, "
+                             f"PSNR {scores[name]['psnr_db']:.1f} dB", fontsize=8)
         axes[1, i].imshow(np.abs(image - ref), cmap="inferno", vmin=0, vmax=vmax / 5)
         axes[1, i].set_title(f"|error| x 5, {name}", fontsize=8)
     for ax in axes.ravel():
@@ -204,8 +204,8 @@ def main(argv=None):
             log(f"  {name}: SSIM {gain['ssim_gain_vs_best_classical']:+.4f} vs {best['ssim']}, "
                 f"PSNR {gain['psnr_gain_db_vs_best_classical']:+.2f} dB vs {best['psnr_db']}")
         fname = val_files[0].name
-        figure(out.parent / f"learned_recon_{acceleration}x.png", images[fname], overall,
-               acceleration, fname)
+        figure(out.parent / f"learned_recon_{acceleration}x.png", images[fname],
+               result["volumes"][fname], acceleration, fname)
         report["results"][f"{acceleration}x"] = {
             "center_fraction": cf, "tuned_on_training_subjects": tuned, "training": training,
             "held_out": result, "best_classical": best, "gains": gains}
