@@ -22,8 +22,10 @@ On CPU :func:`conv` therefore carries a ``jax.custom_jvp`` (ordinary operations,
   stacked on the channel axis, times the reshaped ``dkernel``, the result shifted along the
   other axes and summed, which reverse mode turns into ``dkernel = X^T G`` (``X`` the stacked
   shifted input, ``G`` the stacked shifted cotangent: 3 + 3 copies instead of 9 for a 3 x 3
-  window, the split copying the fewest values); or (b) XLA's own kernel-gradient convolution,
-  with operands laid out so that it has plain specs.
+  window, the split copying the fewest values), for large images tile by tile (a few output
+  rows at a time in a ``lax.scan``, :data:`TILE_BYTES` of copies per tile, so that they stay
+  in cache: memory bandwidth, not arithmetic, limits this step on CPU); or (b) XLA's own
+  kernel-gradient convolution, with operands laid out so that it has plain specs.
 
 Only ``x`` is kept for the backward pass (the stacked or transposed copies are rebuilt there).
 Values and gradients equal XLA's to float32 round-off. Forward mode (``jax.jvp``) is correct
@@ -53,8 +55,9 @@ KERNEL_GRADIENT = "auto"
 #: Below this many pixels in the batch ``"auto"`` keeps XLA's kernel gradient.
 MATMUL_MIN_PIXELS = 256
 
-#: Rows per block of the batched matrix product of the kernel gradient.
-CHUNK_ROWS = 4096
+#: Bytes of stacked shifted copies per tile of the matrix-product kernel gradient (a tile of
+#: output rows at a time when the whole image needs more; about a core's L2 cache).
+TILE_BYTES = 2 * 2**20
 
 
 def _dimension_numbers(ndim: int):
@@ -103,28 +106,17 @@ def _split_cost(window, cin, cout, on_input):
     return taps_in * cin + taps_out * cout
 
 
-def _split(window, cin, cout) -> tuple[bool, ...]:
+def _split(window, cin, cout, *, first_on_input=False) -> tuple[bool, ...]:
     """Which window axes to shift on the input side (the others on the cotangent side): the
     split that copies the fewest values, ``prod(window[in]) * cin + prod(window[out]) * cout``
-    per pixel; ties keep the matrix product square-ish."""
-    choices = list(itertools.product((False, True), repeat=len(window)))
+    per pixel; ties keep the matrix product square-ish. ``first_on_input`` forces the first
+    axis to the input side (tiling along it)."""
+    choices = [c for c in itertools.product((False, True), repeat=len(window))
+               if c[0] or not first_on_input]
     return min(choices, key=lambda c: (_split_cost(window, cin, cout, c),
                                        abs(math.prod(k for k, s in zip(window, c) if s) * cin
                                            - math.prod(k for k, s in zip(window, c) if not s)
                                            * cout)))
-
-
-def _chunks(count: int) -> int:
-    """A divisor of ``count`` near ``count / CHUNK_ROWS``: the number of row blocks of the
-    batched matrix product (at least 1)."""
-    target = max(1, round(count / CHUNK_ROWS))
-    best = 1
-    for d in range(1, int(math.isqrt(count)) + 1):
-        if count % d == 0:
-            for c in (d, count // d):
-                if abs(c - target) < abs(best - target):
-                    best = c
-    return best
 
 
 def _shift_widths(taps, pads, spatial, out_spatial, axes):
@@ -137,62 +129,99 @@ def _shift_widths(taps, pads, spatial, out_spatial, axes):
     return widths + [(0, 0, 0)]
 
 
-@functools.partial(jax.checkpoint, static_argnums=(2, 3))
-def _kernel_tangent(x, dkernel, pads, on_input):
-    """``conv(x, dkernel)`` written as ONE matrix product, linear in ``dkernel``.
+def _offsets(window, axes):
+    """Every combination of window offsets along ``axes`` (0 along the others)."""
+    for combo in itertools.product(*(range(window[a]) for a in axes)):
+        taps = [0] * len(window)
+        for a, t in zip(axes, combo):
+            taps[a] = t
+        yield taps
+
+
+def _tile_product(x, matrix, window, cout, pads, on_input):
+    """``conv(x, dkernel)`` for one tile of ``x`` (with its own padding ``pads``) as one
+    matrix product with ``matrix``, the kernel reshaped to ``(taps_in * in, taps_out * out)``.
+    """
+    ndim = len(window)
+    spatial = x.shape[1:-1]
+    out_spatial = _out_spatial(spatial, pads, window)
+    in_axes = [a for a in range(ndim) if on_input[a]]
+    out_axes = [a for a in range(ndim) if not on_input[a]]
+    zero = jnp.zeros((), x.dtype)
+    shifted = [lax.pad(x, zero, _shift_widths(t, pads, spatial, out_spatial, on_input))
+               for t in _offsets(window, in_axes)]
+    stacked = shifted[0] if len(shifted) == 1 else jnp.concatenate(shifted, axis=-1)
+    grid = stacked.shape[:-1]
+    product = lax.dot_general(stacked, matrix, (((x.ndim - 1,), (0,)), ((), ())))
+    if not out_axes:
+        return product
+    moved = tuple(not a for a in on_input)
+    total = None
+    # lax.split, whose transpose is a concatenation (the stacked, shifted cotangent)
+    blocks = lax.split(product, [cout] * (matrix.shape[1] // cout), axis=product.ndim - 1)
+    for block, taps in zip(blocks, _offsets(window, out_axes)):
+        part = lax.pad(block, zero, _shift_widths(taps, pads, grid[1:], out_spatial, moved))
+        total = part if total is None else total + part
+    return total
+
+
+@functools.partial(jax.checkpoint, static_argnums=(2, 3, 4))
+def _kernel_tangent(x, dkernel, pads, on_input, rows):
+    """``conv(x, dkernel)`` written as matrix products, linear in ``dkernel``.
 
     The window axes are split in two (``on_input``): copies of ``x`` shifted along the first
     kind are stacked on the channel axis (``X``, ``taps_in * in`` channels); the product with
     the kernel reshaped to ``(taps_in * in, taps_out * out)`` is then shifted along the other
     axes, one ``out`` block per offset, and summed. Reverse mode transposes this into: stack
     the cotangent ``g`` shifted back along the second kind of axes (``G``), and
-    ``dkernel = X^T G``, a single ``(taps_in * in) x (taps_out * out)`` product over all pixels,
-    done as a batch over row blocks (:data:`CHUNK_ROWS`) and summed, which XLA's CPU matrix
-    products run faster than one long contraction. Only ``x`` is kept for the backward pass
-    (``X`` is rebuilt there: ``jax.checkpoint``).
+    ``dkernel = X^T G``, one ``(taps_in * in) x (taps_out * out)`` product over the pixels.
+
+    With ``rows``, this runs tile by tile, ``rows`` output rows (first spatial axis, whose
+    shifts are then on the input side) of one example at a time in a ``lax.scan``, so that the
+    stacked copies of a tile stay in cache instead of going through memory: reverse mode
+    accumulates ``X_tile^T G_tile`` over the tiles. Only ``x`` is kept for the backward pass
+    (``jax.checkpoint``: the stacked copies are rebuilt there).
     """
     ndim = x.ndim - 2
     window, (cin, cout) = dkernel.shape[:ndim], dkernel.shape[ndim:]
-    spatial = x.shape[1:-1]
-    out_spatial = _out_spatial(spatial, pads, window)
     in_axes = [a for a in range(ndim) if on_input[a]]
     out_axes = [a for a in range(ndim) if not on_input[a]]
-    zero = jnp.zeros((), x.dtype)
+    matrix = dkernel.transpose(*in_axes, ndim, *out_axes, ndim + 1).reshape(
+        math.prod(window[a] for a in in_axes) * cin, -1)
     # Barriers keep XLA from fusing the producers of x (and, transposed, of the cotangent)
     # into the stacking, which would recompute them once per shifted copy.
     x = lax.optimization_barrier(x)
+    if rows is None:
+        return lax.optimization_barrier(_tile_product(x, matrix, window, cout, pads, on_input))
+    batch, spatial = x.shape[0], x.shape[1:-1]
+    out_spatial = _out_spatial(spatial, pads, window)
+    tiles = -(-out_spatial[0] // rows)
+    needed = tiles * rows + window[0] - 1  # input rows, the halo included
+    low = pads[0][0]
+    padded = lax.pad(x, jnp.zeros((), x.dtype),
+                     [(0, 0, 0), (low, needed - spatial[0] - low, 0)] + [(0, 0, 0)] * ndim)
+    tile_pads = ((0, 0), *pads[1:])
 
-    def offsets(axes):
-        for combo in itertools.product(*(range(window[a]) for a in axes)):
-            taps = [0] * ndim
-            for a, t in zip(axes, combo):
-                taps[a] = t
-            yield taps
+    def tile(carry, index):
+        start = (index // tiles, (index % tiles) * rows) + (0,) * ndim
+        piece = lax.dynamic_slice(padded, start,
+                                  (1, rows + window[0] - 1, *padded.shape[2:]))
+        return carry, _tile_product(piece, matrix, window, cout, tile_pads, on_input)
 
-    shifted = [lax.pad(x, zero, _shift_widths(t, pads, spatial, out_spatial, on_input))
-               for t in offsets(in_axes)]
-    stacked = shifted[0] if len(shifted) == 1 else jnp.concatenate(shifted, axis=-1)
-    grid = stacked.shape[:-1]
-    taps_in, taps_out = math.prod(window[a] for a in in_axes), math.prod(
-        window[a] for a in out_axes)
-    matrix = dkernel.transpose(*in_axes, ndim, *out_axes, ndim + 1).reshape(
-        taps_in * cin, taps_out * cout)
-    count = math.prod(grid)
-    chunks = _chunks(count)
-    product = lax.dot_general(
-        stacked.reshape(chunks, count // chunks, taps_in * cin),
-        jnp.broadcast_to(matrix, (chunks, *matrix.shape)), (((2,), (1,)), ((0,), (0,))))
-    product = product.reshape(*grid, taps_out * cout)
-    if not out_axes:
-        return lax.optimization_barrier(product)
-    moved = tuple(not a for a in on_input)
-    total = None
-    # lax.split, whose transpose is a concatenation (the stacked, shifted cotangent)
-    blocks = lax.split(product, [cout] * taps_out, axis=product.ndim - 1)
-    for block, taps in zip(blocks, offsets(out_axes)):
-        part = lax.pad(block, zero, _shift_widths(taps, pads, grid[1:], out_spatial, moved))
-        total = part if total is None else total + part
-    return lax.optimization_barrier(total)
+    _, out = lax.scan(jax.checkpoint(tile), None, jnp.arange(batch * tiles))
+    out = out.reshape(batch, tiles * rows, *out.shape[3:])[:, :out_spatial[0]]
+    return lax.optimization_barrier(out)
+
+
+def _tile_rows(out_shape, window, values_per_pixel):
+    """Output rows per tile of the kernel gradient: about :data:`TILE_BYTES` of stacked copies
+    per tile; None (no tiling) when all of them fit in that. ``out_shape`` is
+    ``(batch, *out_spatial)``."""
+    rows, rest = out_shape[1], math.prod(out_shape[2:])
+    per_row = rest * values_per_pixel * 4
+    if out_shape[0] * rows * per_row <= TILE_BYTES:
+        return None
+    return max(1, min(rows, TILE_BYTES // per_row))
 
 
 @functools.partial(jax.checkpoint, static_argnums=(2,))
@@ -259,12 +288,13 @@ def _input_tangent(dx, kernel, pads):
                                                        f"N{spatial}C"))
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
-def _conv_custom(x, kernel, pads, rule, on_input):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _conv_custom(x, kernel, pads, plan):
     return _plain(x, kernel, pads)
 
 
-def _conv_custom_jvp(pads, rule, on_input, primals, tangents):
+def _conv_custom_jvp(pads, plan, primals, tangents):
+    rule, on_input, rows = plan
     x, kernel = primals
     dx, dkernel = tangents
     out = _plain(x, kernel, pads)
@@ -273,7 +303,7 @@ def _conv_custom_jvp(pads, rule, on_input, primals, tangents):
         dout = _input_tangent(dx, kernel, pads)
     if not isinstance(dkernel, jax.custom_derivatives.SymbolicZero):
         if rule == "matmul":
-            part = _kernel_tangent(x, dkernel, pads, on_input)
+            part = _kernel_tangent(x, dkernel, pads, on_input, rows)
         else:
             part = _kernel_tangent_conv(x, dkernel, pads)
         dout = part if dout is None else dout + part
@@ -283,6 +313,20 @@ def _conv_custom_jvp(pads, rule, on_input, primals, tangents):
 
 
 _conv_custom.defjvp(_conv_custom_jvp, symbolic_zeros=True)
+
+
+def _plan(rule, x_shape, kernel_shape, pads):
+    """The static part of one custom convolution: (rule, on_input, rows)."""
+    ndim = len(kernel_shape) - 2
+    window, (cin, cout) = tuple(kernel_shape[:ndim]), kernel_shape[ndim:]
+    on_input, rows = _split(window, cin, cout), None
+    if rule == "matmul":
+        first = _split(window, cin, cout, first_on_input=True)
+        out_shape = (x_shape[0], *_out_spatial(x_shape[1:-1], pads, window))
+        rows = _tile_rows(out_shape, window, _split_cost(window, cin, cout, first))
+        if rows is not None:
+            on_input = first
+    return rule, on_input, rows
 
 
 def conv(x: jax.Array, kernel: jax.Array, *, padding: str | int = "SAME") -> jax.Array:
@@ -310,8 +354,7 @@ def conv(x: jax.Array, kernel: jax.Array, *, padding: str | int = "SAME") -> jax
     rule = _rule(x, kernel)
     if rule is None:
         return _plain(x, kernel, pads)
-    on_input = _split(tuple(kernel.shape[:ndim]), kernel.shape[-2], kernel.shape[-1])
-    return _conv_custom(x, kernel, pads, rule, on_input)
+    return _conv_custom(x, kernel, pads, _plan(rule, x.shape, kernel.shape, pads))
 
 
 def conv_transpose(x: jax.Array, kernel: jax.Array, *, stride: int = 2) -> jax.Array:

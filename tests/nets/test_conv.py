@@ -86,6 +86,34 @@ def test_conv_equals_lax_values_and_gradients(rule_name, batch, spatial, window,
     assert relative(dk, ref_dk) < 2e-6
 
 
+@pytest.mark.parametrize("batch, spatial, window, cin, cout, padding", [
+    (2, (9, 8), (3, 3), 3, 5, "SAME"),
+    (1, (11, 7), (3, 3), 6, 2, "VALID"),
+    (2, (10, 9), (5, 5), 2, 7, [(2, 1), (0, 2)]),
+    (1, (7, 6, 5), (3, 3, 3), 3, 2, 1),
+    (2, (8, 6), (2, 3), 2, 4, "SAME"),
+])
+def test_tiled_kernel_gradient_equals_lax(monkeypatch, batch, spatial, window, cin, cout,
+                                          padding):
+    """Large images take the kernel gradient tile by tile (a few output rows at a time in a
+    lax.scan); forced here on small ones, with tiles that do not divide the rows."""
+    monkeypatch.setattr(_conv, "TILE_BYTES", 4 * 64)
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.standard_normal((batch, *spatial, cin), dtype=np.float32))
+    kernel = jnp.asarray(rng.standard_normal((*window, cin, cout), dtype=np.float32))
+    pads = _conv._explicit_padding(padding, window)
+    assert _conv._plan("matmul", x.shape, kernel.shape, pads)[2] is not None  # tiled
+    ref_out = reference(x, kernel, padding)
+    g = jnp.asarray(rng.standard_normal(ref_out.shape, dtype=np.float32))
+    with rule("matmul"):
+        out, dx, dk = grads(lambda x, k: conv(x, k, padding=padding), x, kernel, g)
+        _, tangent = jax.jvp(lambda k: conv(x, k, padding=padding), (kernel,), (kernel,))
+    _, ref_dx, ref_dk = grads(lambda x, k: reference(x, k, padding), x, kernel, g)
+    assert relative(dx, ref_dx) < 1e-6
+    assert relative(dk, ref_dk) < 2e-6
+    assert relative(tangent, ref_out) < 2e-6  # conv is linear in the kernel
+
+
 def torch_conv(nd):
     return {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
             3: torch.nn.functional.conv3d}[nd]
@@ -197,9 +225,12 @@ def test_vmap_equals_a_loop():
         assert relative(batched[1][i], dk) < 1e-6
 
 
-def test_scanned_gradient_keeps_only_the_input():
+@pytest.mark.parametrize("tile_bytes", [None, 4096])
+def test_scanned_gradient_keeps_only_the_input(monkeypatch, tile_bytes):
     """Reverse mode through lax.scan stores per-step residuals: the matmul rule must not store
-    its shifted copies of the input (they are rebuilt in the backward pass)."""
+    its shifted copies of the input (they are rebuilt in the backward pass), tiled or not."""
+    if tile_bytes is not None:
+        monkeypatch.setattr(_conv, "TILE_BYTES", tile_bytes)
     x = jnp.ones((1, 64, 64, 4))
     kernels = jnp.ones((8, 3, 3, 4, 4)) * 0.01
 
