@@ -50,6 +50,22 @@ def _parser() -> argparse.ArgumentParser:
     kset.add_argument("--recon-size", type=int, nargs=2, default=[320, 320],
                       metavar=("ROWS", "COLS"))
     kset.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sset = data_commands.add_parser(
+        "make-seg-set", help="simulate labelled knees as NIfTI image/label pairs",
+        description="Draw simulated knees (mskjax.sim.segmentation_example: anatomy, "
+                    "pathology, tissue jitter, elastic deformation and, unless --clean, partial "
+                    "volume, receive bias, Gibbs ringing and Rician noise) and write each as a "
+                    "NIfTI image and label pair into train/ and test/ (held-out subjects).")
+    sset.add_argument("--out", required=True, help="output folder (new or empty)")
+    sset.add_argument("--train-subjects", type=int, default=16)
+    sset.add_argument("--test-subjects", type=int, default=4)
+    sset.add_argument("--shape", type=int, nargs=3, default=[64, 128, 128],
+                      metavar=("LR", "SI", "AP"))
+    sset.add_argument("--contrasts", default="pd_fs",
+                      help="comma-separated: t1_spgr, pd_fs, qdess; one drawn per subject")
+    sset.add_argument("--clean", action="store_true", help="the clean (not realistic) rendering")
+    sset.add_argument("--seed", type=int, default=0)
+    sset.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     trainer = commands.add_parser("train", help="train learned models")
     train_commands = trainer.add_subparsers(dest="train_command", required=True)
     tr = train_commands.add_parser(
@@ -80,6 +96,27 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--checkpoint-every", type=int, default=100)
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    ts = train_commands.add_parser(
+        "seg", help="train a tissue segmentation net on a make-seg-set folder",
+        description="Train a segmentation net (unet, segnet on sagittal slices; unet3d on 3D "
+                    "patches; triplanar per voxel) on the train/ NIfTI pairs of --data with the "
+                    "soft Dice + cross-entropy loss. Checkpoints, metrics.jsonl and "
+                    "summary.json go into --out; the same command again resumes the run.")
+    ts.add_argument("--model", required=True, choices=["unet", "segnet", "unet3d", "triplanar"])
+    ts.add_argument("--data", required=True, help="a folder made by make-seg-set")
+    ts.add_argument("--out", required=True, help="the run's folder (resumed if it holds one)")
+    ts.add_argument("--config", nargs="*", metavar="KEY=VALUE",
+                    help="model options, e.g. chans=32 num_pool_layers=4")
+    ts.add_argument("--num-classes", type=int, default=16)
+    ts.add_argument("--steps", type=int, default=2000, help="the last step (default 2000)")
+    ts.add_argument("--max-minutes", type=float, default=None,
+                    help="stop after this many minutes of training")
+    ts.add_argument("--batch-size", type=int, default=8)
+    ts.add_argument("--lr", type=float, default=1e-3)
+    ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument("--checkpoint-every", type=int, default=200)
+    ts.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     evaluator = commands.add_parser("eval", help="evaluate trained models")
     eval_commands = evaluator.add_subparsers(dest="eval_command", required=True)
     ev = eval_commands.add_parser(
@@ -98,6 +135,29 @@ def _parser() -> argparse.ArgumentParser:
                     help="also run L1-wavelet with this lamda")
     ev.add_argument("--json", default=None, dest="json_path", help="write the scores here")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    es = eval_commands.add_parser(
+        "seg", help="score a trained segmentation net on held-out subjects",
+        description="Segment every test/ volume of --data with the checkpoint's model and "
+                    "print Dice, HD95 and ASSD (mm) per tissue and their foreground means.")
+    es.add_argument("--checkpoint", required=True, help="a `train seg` --out folder")
+    es.add_argument("--data", required=True, help="a folder of NIfTI image/label pairs")
+    es.add_argument("--split", default="test")
+    es.add_argument("--no-clean-up", action="store_true",
+                    help="skip the largest-connected-component clean-up")
+    es.add_argument("--json", default=None, dest="json_path", help="write the scores here")
+    es.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    sg = commands.add_parser(
+        "segment", help="segment a NIfTI volume with a trained net (NIfTI out)",
+        description="Segment IMAGE (NIfTI) with a `train seg` checkpoint and write the labels "
+                    "as NIfTI with the input's affine; the volume is oriented and resampled to "
+                    "the training grid and back.")
+    sg.add_argument("image", help="a .nii or .nii.gz volume")
+    sg.add_argument("--checkpoint", required=True, help="a `train seg` --out folder")
+    sg.add_argument("--out", required=True, help="the labels file (.nii.gz)")
+    sg.add_argument("--refine", action="store_true",
+                    help="refine the probabilities towards image edges before the argmax")
+    sg.add_argument("--preview", default=None, help="also write a PNG of the middle slice")
     return parser
 
 
@@ -190,4 +250,70 @@ def main(argv=None) -> int:
         print(format_table(result))
         if args.json_path:
             print(f"wrote {args.json_path}")
+    if args.command == "data" and args.data_command == "make-seg-set":
+        try:
+            from ..io._seg_set import make_segmentation_set
+        except ImportError as err:
+            return _missing(err)
+
+        try:
+            manifest = make_segmentation_set(
+                args.out, train_subjects=args.train_subjects, test_subjects=args.test_subjects,
+                shape=tuple(args.shape), contrasts=args.contrasts, realistic=not args.clean,
+                seed=args.seed, progress=not args.no_progress)
+        except (ValueError, TypeError, OSError) as err:
+            print(f"mskjax: error: {err}", file=sys.stderr)
+            return 2
+        print(f"wrote {len(manifest['subjects'])} subjects to {args.out} (train: "
+              f"{len(manifest['splits']['train'])}, test: {len(manifest['splits']['test'])})")
+    if args.command == "train" and args.train_command == "seg":
+        try:
+            from ._learned import parse_config
+            from ._train_seg import train_seg
+        except ImportError as err:
+            return _missing(err)
+
+        try:
+            summary = train_seg(
+                data=args.data, out=args.out, model=args.model,
+                config=parse_config(args.config, "mskjax train seg"),
+                num_classes=args.num_classes, steps=args.steps, max_minutes=args.max_minutes,
+                batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+        except (ValueError, TypeError, OSError) as err:
+            print(f"mskjax: error: {err}", file=sys.stderr)
+            return 2
+        print(f"trained {summary['model']} to step {summary['steps']} "
+              f"(stopped by {summary['stopped_by']}); final loss "
+              f"{summary['final_loss_mean_of_last_20']:.4f}; wrote {args.out}")
+    if args.command == "eval" and args.eval_command == "seg":
+        try:
+            from ._train_seg import evaluate_seg, format_seg_table
+        except ImportError as err:
+            return _missing(err)
+
+        try:
+            result = evaluate_seg(checkpoint=args.checkpoint, data=args.data, split=args.split,
+                                  clean_up=not args.no_clean_up, json_path=args.json_path,
+                                  progress=not args.no_progress)
+        except (ValueError, TypeError, OSError) as err:
+            print(f"mskjax: error: {err}", file=sys.stderr)
+            return 2
+        print(format_seg_table(result))
+        if args.json_path:
+            print(f"wrote {args.json_path}")
+    if args.command == "segment":
+        try:
+            from ._segment import segment_file
+        except ImportError as err:
+            return _missing(err)
+
+        try:
+            report = segment_file(args.image, checkpoint=args.checkpoint, out=args.out,
+                                  refine=args.refine, preview=args.preview)
+        except (ValueError, TypeError, OSError) as err:
+            print(f"mskjax: error: {err}", file=sys.stderr)
+            return 2
+        print(f"segmented {report['input']} with {report['model']} in {report['seconds']:.1f} s;"
+              f" wrote {report['output']}")
     return 0

@@ -1,0 +1,355 @@
+"""``mskjax train seg`` and ``mskjax eval seg``: train and score tissue segmentation nets.
+
+Training reads the ``train/`` NIfTI pairs of a segmentation set (``mskjax data make-seg-set``,
+or any folder of ``<name>_image.nii.gz`` / ``<name>_labels.nii.gz`` pairs on one grid) into
+memory, normalises each image by its 99th percentile, and minimises the sum of soft Dice and
+cross-entropy (:func:`mskjax.losses.dice_ce_loss`; cross-entropy alone for the per-voxel
+triplanar CNN) with Adam and gradient clipping at norm 1. Each step draws, from ``(seed,
+step)``: the examples (sagittal slices, 3D patches, or class-balanced voxels, by model), and
+per example an intensity scale (0.8 to 1.25) and gamma (0.8 to 1.25), so a run stopped and
+resumed ends with the parameters of an uninterrupted run. The ``test/`` subjects are never
+read.
+
+Output folder: ``checkpoints/`` (orbax, atomic, the configuration beside the arrays),
+``metrics.jsonl`` (one line per step), ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .. import losses, metrics, nets, train
+from ..io._seg_set import read_segmentation_set
+from ..sim import KNEE_LABELS
+from ._files import write_json
+from ._seg_models import (PATCH_3D, SEG_MODELS, build_seg_model, normalise, seg_model_spec,
+                          volume_probabilities)
+
+_TRAIN = "mskjax train seg"
+_EVAL = "mskjax eval seg"
+_RUN_KEYS = ("model", "config", "num_classes", "batch_size", "lr", "seed", "data")
+
+
+def _optimizer(lr: float):
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))
+
+
+def _augment(key, x):
+    """Per-example intensity scale and gamma on a non-negative normalised input."""
+    k1, k2 = jax.random.split(key)
+    scale = jnp.exp(jax.random.uniform(k1, (), minval=np.log(0.8), maxval=np.log(1.25)))
+    gamma = jnp.exp(jax.random.uniform(k2, (), minval=np.log(0.8), maxval=np.log(1.25)))
+    return scale * jnp.maximum(x, 0.0) ** gamma
+
+
+class _Sampler:
+    """The examples of each step, a pure function of ``(seed, step)``."""
+
+    def __init__(self, kind: str, images: np.ndarray, labels: np.ndarray, batch_size: int,
+                 seed: int, num_classes: int, patch_size: int):
+        self.kind, self.images, self.labels = kind, images, labels
+        self.batch_size, self.seed, self.patch_size = batch_size, seed, patch_size
+        if kind == "voxel":
+            # Class-balanced voxel sampling: the voxels of each class, per subject.
+            self.where = [[np.flatnonzero(lab.ravel() == c) for c in range(num_classes)]
+                          for lab in labels]
+
+    def __call__(self, step: int) -> dict:
+        n, sx = self.images.shape[:2]
+        rng = np.random.default_rng([self.seed, step])
+        if self.kind == "slice":
+            index = train.batch_indices(self.seed, step, num_examples=n * sx,
+                                        batch_size=self.batch_size)
+            subject, slice_ = np.divmod(np.asarray(index), sx)
+            return {"image": self.images[subject, slice_][..., None],
+                    "labels": self.labels[subject, slice_].astype(np.int32)}
+        if self.kind == "patch":
+            shape = self.images.shape[1:]
+            size = [min(p, s) for p, s in zip(PATCH_3D, shape)]
+            xs, ys = [], []
+            for _ in range(self.batch_size):
+                s = rng.integers(n)
+                corner = [rng.integers(0, dim - p + 1) for dim, p in zip(shape, size)]
+                region = (s, *(slice(c, c + p) for c, p in zip(corner, size)))
+                xs.append(self.images[region])
+                ys.append(self.labels[region])
+            return {"image": np.stack(xs)[..., None], "labels": np.stack(ys).astype(np.int32)}
+        s = int(rng.integers(n))
+        present = [c for c, w in enumerate(self.where[s]) if w.size]
+        classes = rng.choice(present, size=self.batch_size)
+        flat = np.array([self.where[s][c][rng.integers(self.where[s][c].size)]
+                         for c in classes])
+        coords = np.stack(np.unravel_index(flat, self.images.shape[1:]), axis=-1)
+        return {"volume": self.images[s], "coords": coords.astype(np.int32),
+                "labels": self.labels[s].ravel()[flat].astype(np.int32)}
+
+
+def make_seg_loss(kind: str, graphdef, rest, *, num_classes: int, patch_size: int):
+    """The training loss ``loss_fn(params, batch, key)`` of a model of ``kind``."""
+
+    def loss_fn(params, batch, key):
+        model = train.merge_model(graphdef, params, rest)
+        if kind == "voxel":
+            volume = _augment(key, batch["volume"])
+            patches = nets.triplanar_patches(volume[..., None], batch["coords"],
+                                             patch_size=patch_size)
+            logits = model(patches)
+            loss = losses.cross_entropy_loss(batch["labels"], logits, num_classes=num_classes)
+            return loss, {}
+        keys = jax.random.split(key, batch["image"].shape[0])
+        x = jax.vmap(_augment)(keys, batch["image"])
+        logits = model(x)
+        loss = losses.dice_ce_loss(batch["labels"], logits, num_classes=num_classes)
+        ce = losses.cross_entropy_loss(batch["labels"], logits, num_classes=num_classes)
+        return loss, {"cross_entropy": ce}
+
+    return loss_fn
+
+
+def _check_run(saved: dict, settings: dict, out: Path):
+    differing = [k for k in _RUN_KEYS if saved.get(k) != settings.get(k)]
+    if differing:
+        details = ", ".join(f"{k}: {saved.get(k)!r} there, {settings.get(k)!r} now"
+                            for k in differing)
+        raise ValueError(f"{_TRAIN}: {out} holds a run with other settings ({details}); use "
+                         "another --out, or the same settings to resume it")
+
+
+def _positive_int(value, label):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{_TRAIN}: {label} must be a positive integer, got {value!r}")
+
+
+def train_seg(*, data, out, model: str = "unet", config: dict | None = None,
+              num_classes: int = len(KNEE_LABELS), steps: int = 2000,
+              max_minutes: float | None = None, batch_size: int = 8, lr: float = 1e-3,
+              seed: int = 0, checkpoint_every: int = 200, progress: bool = True) -> dict:
+    """Train a segmentation model (module docstring); returns the summary (also written).
+
+    Args:
+        data: a segmentation set folder (reads ``train/``).
+        out: the run's folder; an existing run there with the same settings is resumed.
+        model: one of :data:`SEG_MODELS` (``unet``, ``segnet``, ``unet3d``, ``triplanar``).
+        config: constructor options updating the model's defaults.
+        num_classes: label values ``0..num_classes-1`` (default the 16 phantom tissues).
+        steps: the last step of the run.
+        max_minutes: stop (and save) after this much training time, before ``steps``.
+        batch_size: slices, patches or voxels per step (by model).
+        lr: Adam's learning rate.
+        seed: the weights, the batches and the augmentation.
+        checkpoint_every: steps between checkpoints (and one at the end).
+        progress: show a progress bar.
+    """
+    spec = seg_model_spec(model, _TRAIN)
+    for value, label in ((steps, "steps"), (batch_size, "batch_size"),
+                         (checkpoint_every, "checkpoint_every"), (num_classes, "num_classes")):
+        _positive_int(value, label)
+    if max_minutes is not None and not (max_minutes > 0):
+        raise ValueError(f"{_TRAIN}: max_minutes must be positive, got {max_minutes!r}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"{_TRAIN}: lr must be positive, got {lr!r}")
+    dataset = read_segmentation_set(data, split="train", num_classes=num_classes)
+    images = np.stack([normalise(v) for v in dataset["images"]])
+    net, full_config = build_seg_model(model, config, num_classes, seed, _TRAIN)
+    patch_size = int(getattr(net, "patch_size", 0))
+    settings = {"model": model, "config": full_config, "num_classes": num_classes,
+                "batch_size": batch_size, "lr": lr, "seed": seed,
+                "data": str(Path(data).resolve()), "volume_shape": list(images.shape[1:]),
+                "voxel_size_mm": [float(v) for v in dataset["voxel_size"]],
+                "training_subjects": dataset["names"]}
+    run_config = {"model": {"name": model, "kwargs": full_config}, "train": settings}
+
+    out = Path(out)
+    ckpt = out / "checkpoints"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{_TRAIN}: --out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not ckpt.is_dir():
+        raise ValueError(f"{_TRAIN}: --out {out} is not empty and holds no run to resume; use "
+                         "an empty or new folder")
+    ckpt.mkdir(parents=True, exist_ok=True)
+
+    optimizer = _optimizer(lr)
+    graphdef, params, rest = train.split_model(net)
+    state = train.init_train_state(params, optimizer, key=seed)
+    start = train.latest_step(ckpt)
+    if start is not None:
+        _check_run(train.read_checkpoint_config(ckpt)["train"], settings, out)
+        state, _ = train.restore_checkpoint(ckpt, target=state, model=run_config["model"])
+    start = int(state.step)
+
+    loss_fn = make_seg_loss(spec.kind, graphdef, rest, num_classes=num_classes,
+                            patch_size=patch_size)
+    step_fn = jax.jit(train.make_train_step(loss_fn, optimizer), donate_argnums=0)
+    sampler = _Sampler(spec.kind, images, dataset["labels"], batch_size, seed, num_classes,
+                       patch_size)
+
+    budget = None if max_minutes is None else 60.0 * max_minutes
+    elapsed, compile_s, last_saved, skipped_in_row = 0.0, None, start, 0
+    stop_reason = "steps"
+    with train.MetricsWriter(out / "metrics.jsonl", resume_step=start) as log, \
+            train.ProgressBar(steps, initial=start, keys=("loss",), disable=not progress,
+                              desc=f"training {model}") as bar:
+        for s in range(start, steps):
+            if budget is not None and elapsed >= budget:
+                stop_reason = "max_minutes"
+                break
+            tick = time.perf_counter()
+            state, step_metrics = step_fn(state, sampler(s))
+            record = log.write(s + 1, step_metrics)
+            took = time.perf_counter() - tick
+            if compile_s is None:
+                compile_s = took
+            else:
+                elapsed += took
+            bar.update(s + 1, record)
+            skipped_in_row = skipped_in_row + 1 if record.get("skipped") else 0
+            if skipped_in_row >= 10:
+                train.save_checkpoint(ckpt, state, config=run_config)
+                raise ValueError(f"{_TRAIN}: 10 steps in a row had a non-finite loss or "
+                                 f"gradient (last at step {s + 1}); try a lower --lr")
+            if (s + 1) % checkpoint_every == 0:
+                train.save_checkpoint(ckpt, state, config=run_config)
+                last_saved = s + 1
+    final = int(state.step)
+    if final != last_saved:
+        train.save_checkpoint(ckpt, state, config=run_config)
+    records = train.read_metrics(out / "metrics.jsonl")
+    tail = [r["loss"] for r in records[-20:]]
+    summary = {"model": model, "description": spec.description, "config": full_config,
+               "settings": settings, "steps": final, "stopped_by": stop_reason,
+               "first_step_s_including_compilation": compile_s,
+               "training_s_this_session": elapsed,
+               "final_loss_mean_of_last_20": float(np.mean(tail)) if tail else None,
+               "skipped_steps": int(state.skipped), "checkpoint": str(ckpt)}
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def load_trained_seg(checkpoint, func: str = _EVAL):
+    """``(name, model, run_config)`` from a ``train seg`` output or checkpoint folder."""
+    path = Path(checkpoint)
+    if (path / "checkpoints").is_dir():
+        path = path / "checkpoints"
+    if not path.is_dir():
+        raise FileNotFoundError(f"{func}: {checkpoint}: no such folder")
+    if train.latest_step(path) is None:
+        raise ValueError(f"{func}: {checkpoint} holds no checkpoint; give the --out folder of "
+                         "`mskjax train seg` or its checkpoints/ folder")
+    config = train.read_checkpoint_config(path)
+    model_config = config.get("model", {})
+    name = model_config.get("name")
+    if name not in SEG_MODELS:
+        raise ValueError(f"{func}: {checkpoint} holds a {name!r} model, not a segmentation "
+                         f"model ({sorted(SEG_MODELS)})")
+    num_classes = config["train"]["num_classes"]
+    net, _ = build_seg_model(name, model_config.get("kwargs"), num_classes, 0, func)
+    graphdef, params, rest = train.split_model(net)
+    target = train.init_train_state(params, _optimizer(config["train"]["lr"]), key=0)
+    state, _ = train.restore_checkpoint(path, target=target, model=model_config)
+    net = train.merge_model(graphdef, state.params, rest)
+    net.eval()
+    return name, net, {**config, "step": train.latest_step(path)}
+
+
+def predict_labels(name, net, image: np.ndarray, *, num_classes: int,
+                   clean_up: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels uint8 (x, y, z), probabilities (x, y, z, C))`` of one raw volume.
+
+    ``clean_up`` keeps the largest connected component of each class
+    (:func:`mskjax.refine.largest_component`).
+    """
+    from .. import refine
+
+    probs = volume_probabilities(name, net, normalise(image), num_classes=num_classes)
+    labels = np.argmax(probs, axis=-1)
+    if clean_up:
+        labels = np.asarray(refine.largest_component(labels, num_classes=num_classes))
+    return labels.astype(np.uint8), probs
+
+
+def score_labels(pred: np.ndarray, target: np.ndarray, *, num_classes: int, spacing) -> dict:
+    """Dice, HD95 (mm) and ASSD (mm) per class, as lists indexed by label."""
+    kw = {"num_classes": num_classes, "spacing": tuple(float(s) for s in spacing)}
+    return {"dice": metrics.dice(pred, target, **kw).tolist(),
+            "hausdorff95_mm": metrics.hausdorff95(pred, target, **kw).tolist(),
+            "assd_mm": metrics.assd(pred, target, **kw).tolist()}
+
+
+def _mean(values):
+    """Mean over the finite entries (NaN: both masks empty, left out); None if none."""
+    array = np.asarray(values, dtype=np.float64)
+    keep = ~np.isnan(array)
+    return float(np.mean(array[keep])) if keep.any() else None
+
+
+def evaluate_seg(*, checkpoint, data, split: str = "test", clean_up: bool = True,
+                 json_path: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """Score a trained model on the held-out pairs of ``data/split``.
+
+    Returns ``{"per_subject": {...}, "per_class": {tissue: {dice, hausdorff95_mm, assd_mm}},
+    "mean_foreground": {...}, "seconds_per_volume": ..., "settings": ...}`` (means over
+    subjects; NaN entries, a tissue absent from both prediction and truth, are left out and
+    infinite distances, a tissue missing from one of them, are kept and reported as such).
+    """
+    from tqdm.auto import tqdm
+
+    name, net, config = load_trained_seg(checkpoint)
+    num_classes = config["train"]["num_classes"]
+    dataset = read_segmentation_set(data, split=split, num_classes=num_classes)
+    tissue_names = list(KNEE_LABELS)[:num_classes] + [
+        f"class_{c}" for c in range(len(KNEE_LABELS), num_classes)]
+    per_subject, times = {}, []
+    for i in tqdm(range(len(dataset["names"])), desc=f"segmenting with {name}",
+                  disable=not progress):
+        tick = time.perf_counter()
+        labels, _ = predict_labels(name, net, dataset["images"][i], num_classes=num_classes,
+                                   clean_up=clean_up)
+        times.append(time.perf_counter() - tick)
+        per_subject[dataset["names"][i]] = score_labels(
+            labels, dataset["labels"][i], num_classes=num_classes,
+            spacing=dataset["voxel_size"])
+    per_class = {}
+    for c, tissue in enumerate(tissue_names):
+        per_class[tissue] = {m: _mean([s[m][c] for s in per_subject.values()])
+                             for m in ("dice", "hausdorff95_mm", "assd_mm")}
+    foreground = {m: _mean([per_class[t][m] for t in tissue_names[1:]
+                            if per_class[t][m] is not None])
+                  for m in ("dice", "hausdorff95_mm", "assd_mm")}
+    result = {"model": name, "per_subject": per_subject, "per_class": per_class,
+              "mean_foreground": foreground,
+              "seconds_per_volume_first_includes_compilation": times,
+              "seconds_per_volume": float(np.median(times[1:] if len(times) > 1 else times)),
+              "settings": {"checkpoint": str(Path(checkpoint).resolve()),
+                           "model": config["model"], "trained": config.get("train"),
+                           "step": config["step"], "data": str(Path(data).resolve()),
+                           "split": split, "subjects": dataset["names"],
+                           "clean_up": clean_up}}
+    if json_path is not None:
+        write_json(Path(json_path), result)
+    return result
+
+
+def format_seg_table(result: dict) -> str:
+    """Per-tissue Dice / HD95 / ASSD as aligned text."""
+    lines = [f"{result['model']} on {len(result['per_subject'])} held-out subjects "
+             f"({result['seconds_per_volume']:.2f} s per volume)",
+             f"  {'tissue':<20} {'Dice':>7} {'HD95 mm':>9} {'ASSD mm':>9}"]
+
+    def fmt(v, width, digits):
+        return f"{'n/a':>{width}}" if v is None else f"{v:>{width}.{digits}f}"
+
+    for tissue, scores in list(result["per_class"].items())[1:]:
+        lines.append(f"  {tissue:<20} {fmt(scores['dice'], 7, 3)} "
+                     f"{fmt(scores['hausdorff95_mm'], 9, 2)} {fmt(scores['assd_mm'], 9, 2)}")
+    m = result["mean_foreground"]
+    lines.append(f"  {'mean (foreground)':<20} {fmt(m['dice'], 7, 3)} "
+                 f"{fmt(m['hausdorff95_mm'], 9, 2)} {fmt(m['assd_mm'], 9, 2)}")
+    return "\n".join(lines)
