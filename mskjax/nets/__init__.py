@@ -10,6 +10,7 @@ net with ``flax.nnx.split`` and jit a pure function of its state.
 
 from ._blocks import ConvBlock, TransposeConvBlock, avg_pool, instance_norm
 from ._conv import conv, conv_transpose
+from ._discriminator import PatchDiscriminator
 from ._e2e_varnet import E2EVarNet, NormUNet
 from ._fastmri_weights import load_fastmri, to_fastmri_state_dict
 from ._modl import MoDL
@@ -19,4 +20,4 @@ from ._varnet import VarNet
 
 __all__ = ["conv", "conv_transpose", "instance_norm", "avg_pool", "ConvBlock",
            "TransposeConvBlock", "UNet", "NormUNet", "E2EVarNet", "load_fastmri",
-           "to_fastmri_state_dict", "stage", "NetStage", "VarNet", "MoDL"]
+           "to_fastmri_state_dict", "stage", "NetStage", "VarNet", "MoDL", "PatchDiscriminator"]
