@@ -12,7 +12,9 @@ Conventions:
 - Pure ``jax.numpy``: differentiable, jittable, no flax or optax needed.
 """
 
+from ._adversarial import cycle_consistency_loss, lsgan_discriminator_loss, lsgan_generator_loss
 from ._distance import l1_loss, l2_loss, nmse_loss
 from ._ssim import ssim_loss
 
-__all__ = ["ssim_loss", "l1_loss", "l2_loss", "nmse_loss"]
+__all__ = ["ssim_loss", "l1_loss", "l2_loss", "nmse_loss", "lsgan_generator_loss",
+           "lsgan_discriminator_loss", "cycle_consistency_loss"]
