@@ -1,6 +1,7 @@
-"""Image-quality metrics: NMSE, PSNR and SSIM with the fastMRI definitions.
+"""Image-quality metrics (NMSE, PSNR and SSIM with the fastMRI definitions) and segmentation
+metrics of label maps (Dice, IoU, volume overlap error, HD95, ASSD).
 
-Conventions:
+Conventions of the image metrics (``mskjax.metrics._image``):
 
 - Inputs are real magnitude images (float32, or float64 with 64-bit JAX): ``gt`` the
   reference, ``pred`` the estimate, of the same shape. Complex images are rejected; take
@@ -8,10 +9,24 @@ Conventions:
 - :func:`nmse` and :func:`psnr` accept any shape and reduce over all of it. :func:`ssim` takes a
   ``(slices, H, W)`` volume (fastMRI) or an ``(H, W)`` image and averages over slices.
 - ``data_range=None`` means ``gt.max()`` over the whole input, as in ``fastmri.evaluate``.
-- Every metric returns a scalar and is pure ``jax.numpy``: it runs under ``jit`` and batches
-  over examples with ``jax.vmap``.
+- Every image metric returns a scalar and is pure ``jax.numpy``: it runs under ``jit`` and
+  batches over examples with ``jax.vmap``.
+
+Conventions of the segmentation metrics (``mskjax.metrics._segmentation``, where the surfaces,
+distances and percentiles are defined):
+
+- ``metric(pred, target, *, num_classes, spacing=None)`` on integer label maps of one shape, of
+  any dimension, with labels ``0..num_classes - 1``; ``spacing`` is the voxel size in mm.
+- Each returns a float64 numpy array ``(num_classes,)``, index = label, background included.
+  A class in neither map gives NaN (left out by :func:`mean_over_classes`), a class in one map
+  only gives Dice 0 and infinite distances.
+- They run on the host (numpy and scipy), not under ``jit``; the distances are exact.
 """
 
 from ._image import nmse, psnr, ssim, ssim_map
+from ._segmentation import (SegmentationScores, assd, dice, hausdorff95, iou, mean_over_classes,
+                            segmentation_scores, surface_distances, volume_overlap_error)
 
-__all__ = ["nmse", "psnr", "ssim", "ssim_map"]
+__all__ = ["nmse", "psnr", "ssim", "ssim_map", "dice", "iou", "volume_overlap_error",
+           "hausdorff95", "assd", "segmentation_scores", "SegmentationScores",
+           "surface_distances", "mean_over_classes"]
