@@ -106,8 +106,18 @@ def qdess_constants(*, tr: float, te: float, flip_angle: float, gl_area: float, 
     return k, c1
 
 
+def _k_of_map(t1, *, tr, flip_angle, gl_area, tg, diffusivity):
+    """``k`` of the formula for a T1 map (ms), in the map's dtype."""
+    tr_s, tg_s = tr * 1e-3, tg * 1e-6
+    alpha = math.radians(flip_angle)
+    dkl = GAMMA_RAD_PER_GAUSS_S * (gl_area / (tg_s * 1e6) * 100) * tg_s
+    e = jnp.exp(-tr_s / (t1 * 1e-3) - tr_s * dkl ** 2 * diffusivity)
+    return math.sin(alpha / 2) ** 2 * (1 + e) / (1 - math.cos(alpha) * e)
+
+
 def qdess_t2(echo1: ArrayLike, echo2: ArrayLike, *, tr: float, te: float, flip_angle: float,
-             gl_area: float, tg: float, t1: float = 1200.0, diffusivity: float = 1.25e-9,
+             gl_area: float, tg: float, t1: float | ArrayLike = 1200.0,
+             diffusivity: float = 1.25e-9,
              t2_range: tuple[float, float] | None = (0.0, 100.0), suppress_fat: bool = False,
              suppress_fluid: bool = False, beta: float = 1.2,
              mask: ArrayLike | None = None) -> QDessT2:
@@ -124,8 +134,8 @@ def qdess_t2(echo1: ArrayLike, echo2: ArrayLike, *, tr: float, te: float, flip_a
         gl_area: spoiler gradient area, GE private tag (0019,10B6), >= 0 (0: no diffusion
             term).
         tg: spoiler gradient duration in microseconds, GE private tag (0019,10B7), > 0.
-        t1: assumed T1 in ms (DOSMA uses the tissue's expected T1; 1200 ms for femoral
-            cartilage).
+        t1: assumed T1 in ms, a number or an array broadcastable to the echoes' shape (a
+            T1 map); DOSMA uses the tissue's expected T1, 1200 ms for femoral cartilage.
         diffusivity: assumed diffusivity in m^2/s (>= 0).
         t2_range: ``(low, high)`` ms, the closed interval of valid T2 (DOSMA's ``nan_bounds``);
             ``None``: any positive finite T2 is valid.
@@ -150,11 +160,29 @@ def qdess_t2(echo1: ArrayLike, echo2: ArrayLike, *, tr: float, te: float, flip_a
         raise ValueError(f"{func}: echo1 and echo2 must have the same shape, got "
                          f"{tuple(echo1.shape)} and {tuple(echo2.shape)}")
     tr = _number(tr, "tr", func, low=0, unit=" ms")
-    te = _number(te, "te", func, low=0, low_open=False, high=tr, unit=f" ms (0 <= te < tr={tr:g})")
+    te = _number(te, "te", func, low=0, low_open=False, high=tr, unit=" ms")
     flip_angle = _number(flip_angle, "flip_angle", func, low=0, high=180, unit=" degrees")
     gl_area = _number(gl_area, "gl_area", func, low=0, low_open=False)
     tg = _number(tg, "tg", func, low=0, unit=" microseconds")
-    t1 = _number(t1, "t1", func, low=0, unit=" ms")
+    t1_map = None
+    if np.ndim(t1) == 0 and _is_concrete(t1):
+        scalar = t1.item() if hasattr(t1, "item") and not isinstance(t1, numbers.Real) else t1
+        t1 = _number(scalar, "t1", func, low=0, unit=" ms")
+    else:
+        t1_map = as_array(t1, "t1", func)
+        try:
+            fits = (np.broadcast_shapes(tuple(t1_map.shape), tuple(echo1.shape))
+                    == tuple(echo1.shape))
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"{func}: a t1 map must broadcast to the echoes' shape "
+                             f"{tuple(echo1.shape)}, got {tuple(t1_map.shape)}")
+        if _is_concrete(t1_map):
+            values = np.asarray(t1_map)
+            if not (np.all(np.isfinite(values)) and np.all(values > 0)):
+                raise ValueError(f"{func}: a t1 map must hold finite times > 0 ms")
+        t1 = 1200.0  # for the scalar constants below; k is then taken from the map
     diffusivity = _number(diffusivity, "diffusivity", func, low=0, low_open=False,
                           unit=" m^2/s")
     beta = _number(beta, "beta", func)
@@ -181,6 +209,9 @@ def qdess_t2(echo1: ArrayLike, echo2: ArrayLike, *, tr: float, te: float, flip_a
     s2 = jnp.asarray(echo2, dtype)
     k, c1 = qdess_constants(tr=tr, te=te, flip_angle=flip_angle, gl_area=gl_area, tg=tg, t1=t1,
                             diffusivity=diffusivity)
+    if t1_map is not None:
+        k = _k_of_map(jnp.asarray(t1_map, dtype), tr=tr, flip_angle=flip_angle,
+                      gl_area=gl_area, tg=tg, diffusivity=diffusivity)
     positive = (s1 > 0) & (s2 > 0) & jnp.isfinite(s1) & jnp.isfinite(s2)
     ratio = jnp.where(positive, s2, 1) / jnp.where(positive, s1, 1)
     denominator = jnp.log(ratio / k) + c1

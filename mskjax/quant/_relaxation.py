@@ -181,6 +181,7 @@ def _levenberg_marquardt(t, s, w, amplitude, rate, max_iterations, xtol):
 
 
 def _fit_voxel(t, s, w, *, nonlinear, max_iterations, xtol):
+    s = jnp.where(w, s, 0)  # echoes left out must not carry NaN into the sums
     rate, log_amplitude, enough = _log_linear(t, s, w)
     amplitude = jnp.exp(log_amplitude)
     converged = jnp.bool_(True)
