@@ -159,9 +159,18 @@ def _iou(pred, target, num_classes):
 
 def surface(mask: np.ndarray) -> np.ndarray:
     """The surface of a boolean mask: the mask minus its face-connected erosion, voxels outside
-    the array counting as outside the mask."""
-    structure = ndimage.generate_binary_structure(mask.ndim, 1)
-    return mask & ~ndimage.binary_erosion(mask, structure=structure, border_value=0)
+    the array counting as outside the mask (``scipy.ndimage.binary_erosion`` with
+    ``generate_binary_structure(ndim, 1)`` and ``border_value=0``, written with slices)."""
+    interior = mask.copy()
+    for axis in range(mask.ndim):
+        n = mask.shape[axis]
+        low = (slice(None),) * axis + (slice(0, n - 1),)
+        high = (slice(None),) * axis + (slice(1, n),)
+        interior[low] &= mask[high]
+        interior[high] &= mask[low]
+        interior[(slice(None),) * axis + (0,)] = False
+        interior[(slice(None),) * axis + (n - 1,)] = False
+    return mask & ~interior
 
 
 def _boxes(labels, num_classes):
@@ -190,17 +199,19 @@ def _union(a, b):
     return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))
 
 
-def _to_target(source, other, spacing):
-    """Distances (mm) from every voxel of the surface ``source`` to the nearest voxel of the
-    surface ``other``, in ``np.argwhere(source)`` order: 0 at shared voxels, exact k-d tree
-    queries (Euclidean, voxel centres scaled by ``spacing``) at the others."""
-    distances = np.zeros(int(np.count_nonzero(source)))
-    apart = ~other[source]
+def _to_target(source, other, other_surface, scale):
+    """Distances (mm) from the surface voxels ``source`` (``(n, ndim)`` indices) to the nearest
+    voxel of the surface ``other`` (its ``(m, ndim)`` indices; ``other_surface`` its boolean
+    map): 0 at voxels shared by both surfaces, exact nearest-neighbour queries (Euclidean,
+    voxel centres scaled by ``scale``) in a k-d tree of ``other`` at the others."""
+    distances = np.zeros(len(source))
+    apart = ~other_surface[tuple(source.T)]
     if apart.any():
-        scale = np.asarray(spacing)
-        tree = cKDTree(np.argwhere(other) * scale)
-        queries = np.argwhere(source)[apart] * scale
-        distances[apart], _ = tree.query(queries, k=1, eps=0.0, p=2.0, workers=-1)
+        # An unbalanced tree without compacted nodes builds about twice as fast; the queries
+        # stay exact (eps=0).
+        tree = cKDTree(other * scale, balanced_tree=False, compact_nodes=False)
+        distances[apart], _ = tree.query(source[apart] * scale, k=1, eps=0.0, p=2.0,
+                                         workers=-1)
     return distances
 
 
@@ -250,8 +261,10 @@ def surface_distances(pred_mask: ArrayLike, target_mask: ArrayLike, *,
 
 def _directed_cropped(pred_mask, target_mask, spacing):
     surface_pred, surface_target = surface(pred_mask), surface(target_mask)
-    return (_to_target(surface_pred, surface_target, spacing),
-            _to_target(surface_target, surface_pred, spacing))
+    points_pred, points_target = np.argwhere(surface_pred), np.argwhere(surface_target)
+    scale = np.asarray(spacing, np.float64)
+    return (_to_target(points_pred, points_target, surface_target, scale),
+            _to_target(points_target, points_pred, surface_pred, scale))
 
 
 def _distances(pred, target, num_classes, spacing):

@@ -118,6 +118,12 @@ def test_surface_distances_match_dense_distance_transform(rng):
     target = blobs(rng, (14, 12, 10), 3) == 1
     pred = perturbed(rng, target.astype(np.int32), 2) == 1
     to_target, to_pred = surface_distances(pred, target, spacing=spacing)
+    # The brute-force surface is the stated definition: the mask minus its face-connected
+    # erosion with the outside of the array outside the mask.
+    face = ndimage.generate_binary_structure(3, 1)
+    for mask in (pred, target, np.ones((4, 1, 3), bool)):
+        eroded = ndimage.binary_erosion(mask, structure=face, border_value=0)
+        np.testing.assert_array_equal(brute_surface(mask), mask & ~eroded)
     for src, dst, got in ((pred, target, to_target), (target, pred, to_pred)):
         s_src, s_dst = brute_surface(src), brute_surface(dst)
         dense = ndimage.distance_transform_edt(~s_dst, sampling=spacing)
