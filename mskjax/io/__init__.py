@@ -15,8 +15,8 @@ Conventions:
 
 from ._atomic import atomic_path
 from ._cfl import cfl_dims, read_cfl, write_cfl
-from ._dicom import (DicomImage, DicomSeries, DicomSeriesSummary, list_dicom_series, read_dicom,
-                     read_dicom_series)
+from ._dicom import (DicomImage, DicomSeries, DicomSeriesSummary, QDessParameters,
+                     list_dicom_series, read_dicom, read_dicom_series, read_qdess_parameters)
 from ._fastmri import (FastMRIFile, FastMRIHeader, ismrmrd_header_xml, parse_ismrmrd_header,
                        read_fastmri, write_fastmri)
 from ._kspace_set import make_kspace_set
@@ -28,7 +28,8 @@ __all__ = [
     "read_fastmri", "write_fastmri", "FastMRIFile", "FastMRIHeader", "ismrmrd_header_xml",
     "parse_ismrmrd_header", "read_cfl", "write_cfl", "cfl_dims", "read_nifti", "write_nifti",
     "read_labels", "Volume", "read_dicom", "read_dicom_series", "list_dicom_series", "DicomImage",
-    "DicomSeries", "DicomSeriesSummary", "validate", "load_spec", "spec_names",
+    "DicomSeries", "DicomSeriesSummary", "read_qdess_parameters", "QDessParameters",
+    "validate", "load_spec", "spec_names",
     "ValidationReport", "Mismatch", "make_kspace_set", "fastmri_batches", "fastmri_slices",
     "atomic_path",
 ]

@@ -465,3 +465,136 @@ def read_dicom_series(folder: str | os.PathLike, *,
         files=tuple(im.path for im in images),
         skipped=skipped,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# GE qDESS header
+
+#: GE's private creator of the acquisition group (0019,xx..) and the offsets in its block of
+#: the qDESS spoiler's area ("User data 15", (0019,10B6)) and duration ("User data 16",
+#: (0019,10B7), microseconds).
+GE_ACQUISITION_CREATOR = "GEMS_ACQU_01"
+GE_GL_AREA_OFFSET = 0xB6
+GE_TG_OFFSET = 0xB7
+
+
+@dataclass(frozen=True)
+class QDessParameters:
+    """The sequence parameters of a GE qDESS (double-echo steady state) acquisition.
+
+    What :func:`mskjax.quant.qdess_t2` needs: ``qdess_t2(s_plus, s_minus, tr=p.tr, te=p.te,
+    flip_angle=p.flip_angle, gl_area=p.gl_area, tg=p.tg)``.
+
+    Attributes:
+        tr: RepetitionTime in ms.
+        te: the echo time of S+ (the first echo), in ms: the shortest EchoTime found.
+        echo_times: the distinct EchoTimes of the files read, ascending, in ms (S+ then S- for
+            a whole qDESS series).
+        flip_angle: FlipAngle in degrees.
+        gl_area: the spoiler gradient's area, GE private tag (0019,10B6).
+        tg: the spoiler gradient's duration in microseconds, GE private tag (0019,10B7).
+        files: the qDESS files whose headers were read.
+    """
+
+    tr: float
+    te: float
+    echo_times: tuple[float, ...]
+    flip_angle: float
+    gl_area: float
+    tg: float
+    files: tuple[Path, ...] = field(repr=False)
+
+
+def _ge_private(ds, offset, what, path, func):
+    """A GE private value of the GEMS_ACQU_01 block, wherever the block sits in (0019,xxxx)."""
+    try:
+        block = ds.private_block(0x0019, GE_ACQUISITION_CREATOR)
+        element = block[offset]
+    except KeyError:
+        tag = f"(0019,10{offset:02X})"
+        raise ValueError(f"{func}: {path}: not a GE qDESS file: no {what} {tag} in the GE "
+                         f"private block {GE_ACQUISITION_CREATOR!r} (manufacturer "
+                         f"{_str(ds, 'Manufacturer')!r})") from None
+    try:
+        value = float(element.value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{func}: {path}: the GE private {what} must be a number, got "
+                         f"{element.value!r}") from err
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{func}: {path}: not a qDESS acquisition: the GE private {what} "
+                         f"(0019,{element.tag.element:04X}) is {value:g}; a qDESS series has a "
+                         "positive spoiler area and duration")
+    return value
+
+
+def _qdess_header(ds, path, func):
+    values = {}
+    for keyword, name in (("RepetitionTime", "tr"), ("EchoTime", "te"),
+                          ("FlipAngle", "flip_angle")):
+        value = _float(ds, keyword, path, func)
+        if value is None:
+            raise ValueError(f"{func}: {path}: the DICOM header has no {keyword}")
+        values[name] = value
+    values["gl_area"] = _ge_private(ds, GE_GL_AREA_OFFSET, "GL area", path, func)
+    values["tg"] = _ge_private(ds, GE_TG_OFFSET, "TG (spoiler duration)", path, func)
+    return values
+
+
+def read_qdess_parameters(path: str | os.PathLike) -> QDessParameters:
+    """Read TR, TE, flip angle and GE's spoiler area and duration from a qDESS file or folder.
+
+    GE stores the area (GL area) and duration (TG, microseconds) of the qDESS spoiler gradient
+    in the private tags (0019,10B6) and (0019,10B7) of the private block ``GEMS_ACQU_01``; the
+    block is looked up by its private creator, so a block placed elsewhere in group 0019 is
+    found too. Only headers are read.
+
+    Args:
+        path: one DICOM file, or a folder: every DICOM image in it (not its subfolders) that
+            carries positive GE qDESS tags is read (the two echoes may be one series or two),
+            other files are ignored, and the qDESS files must agree on TR, flip angle, GL area
+            and TG.
+
+    Returns:
+        A :class:`QDessParameters`; ``te`` is the shortest echo time (that of S+).
+
+    Raises:
+        ImportError: pydicom is not installed.
+        FileNotFoundError: the path does not exist.
+        ValueError: not DICOM; no GE qDESS tags (or zero: another GE sequence); no TR, TE or
+            flip angle; files of a folder that disagree (the message names them).
+    """
+    func = "mskjax.io.read_qdess_parameters"
+    _pydicom(func)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{func}: {path}: no such file or folder")
+    if path.is_dir():
+        _, series, _ = _scan(path, func)
+        items = sorted((item for group in series.values() for item in group),
+                       key=lambda item: item[0].name)
+        headers, reasons = [], []
+        for file, ds in items:
+            try:
+                headers.append((file, _qdess_header(ds, file, func)))
+            except ValueError as err:
+                reasons.append(str(err).removeprefix(f"{func}: "))
+        if not headers:
+            detail = f"; e.g. {reasons[0]}" if reasons else ""
+            raise ValueError(f"{func}: {path}: no GE qDESS DICOM image in the folder "
+                             f"({len(items)} DICOM images read){detail}")
+    else:
+        ds = _dcmread(path, func, lazy_pixels=True)
+        if ds is None:
+            raise ValueError(f"{func}: {path}: not a DICOM file (no DICOM file header)")
+        headers = [(path, _qdess_header(ds, path, func))]
+    first_file, first = headers[0]
+    for file, values in headers[1:]:
+        for name in ("tr", "flip_angle", "gl_area", "tg"):
+            if not np.isclose(values[name], first[name], rtol=1e-6):
+                raise ValueError(f"{func}: {file}: {name} {values[name]:g} differs from "
+                                 f"{first[name]:g} of {first_file.name}; the folder holds more "
+                                 "than one qDESS acquisition")
+    echo_times = tuple(sorted({values["te"] for _, values in headers}))
+    return QDessParameters(tr=first["tr"], te=echo_times[0], echo_times=echo_times,
+                           flip_angle=first["flip_angle"], gl_area=first["gl_area"],
+                           tg=first["tg"], files=tuple(file for file, _ in headers))
