@@ -550,9 +550,9 @@ def read_qdess_parameters(path: str | os.PathLike) -> QDessParameters:
 
     Args:
         path: one DICOM file, or a folder: every DICOM image in it (not its subfolders) that
-            carries positive GE qDESS tags is read (the two echoes may be one series or two),
-            other files are ignored, and the qDESS files must agree on TR, flip angle, GL area
-            and TG.
+            carries positive GE qDESS tags, TR, TE and flip angle is read (the two echoes may be
+            one series or two), other files are ignored, and the qDESS files must agree on TR,
+            flip angle, GL area and TG.
 
     Returns:
         A :class:`QDessParameters`; ``te`` is the shortest echo time (that of S+).

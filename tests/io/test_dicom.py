@@ -401,3 +401,86 @@ def test_missing_pydicom_says_how_to_install(monkeypatch, tmp_path):
                  lambda: list_dicom_series(tmp_path)):
         with pytest.raises(ImportError, match=r"needs pydicom.*pip install mskjax\[dicom\]"):
             call()
+
+
+# --- GE qDESS header -------------------------------------------------------------------------
+
+
+def add_ge_qdess_tags(ds, *, gl_area, tg, block=0x10):
+    """GE's private acquisition block, at private block ``block`` of group 0019."""
+    ds.add_new((0x0019, block), "LO", "GEMS_ACQU_01")
+    ds.add_new((0x0019, (block << 8) | 0xB6), "DS", ds_number(gl_area))
+    ds.add_new((0x0019, (block << 8) | 0xB7), "DS", ds_number(tg))
+    ds.RepetitionTime, ds.FlipAngle = "25", "30"
+
+
+def test_real_qdess_file_and_folder(shared_data, tmp_path):
+    from mskjax.io import QDessParameters, read_qdess_parameters
+
+    folder = shared_data / "knee_sagittal_qdess_t1rho" / "dicom_midslice"
+    s_plus = folder / "DESS_01_IM-0001-0079-0001.dcm"
+    params = read_qdess_parameters(s_plus)
+    assert isinstance(params, QDessParameters)
+    assert (params.gl_area, params.tg) == (3132.0, 1760.0)
+    assert (params.tr, params.te, params.flip_angle) == (25.0, 7.48, 30.0)
+    assert params.echo_times == (7.48,) and params.files == (s_plus,)
+    # the folder: both DESS echoes (two series) are read; the four T1rho files are not qDESS
+    whole = read_qdess_parameters(folder)
+    assert whole.echo_times == (7.48, 42.52) and whole.te == 7.48
+    assert (whole.gl_area, whole.tg, whole.tr, whole.flip_angle) == (3132.0, 1760.0, 25.0, 30.0)
+    assert sorted(p.name for p in whole.files) == ["DESS_01_IM-0001-0079-0001.dcm",
+                                                   "DESS_02_IM-0001-0080-0001.dcm"]
+    # a GE series of another kind carries the tags as 0
+    with pytest.raises(ValueError, match=r"read_qdess_parameters: .*cubeQuant_01.*: not a qDESS "
+                                         r"acquisition: the GE private GL area \(0019,10B6\) "
+                                         r"is 0"):
+        read_qdess_parameters(folder / "cubeQuant_01_IM-0001-0157-0001.dcm")
+    only_t1rho = tmp_path / "t1rho"
+    only_t1rho.mkdir()
+    for path in folder.glob("cubeQuant_*.dcm"):
+        (only_t1rho / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(ValueError, match=r"no GE qDESS DICOM image in the folder \(4 DICOM images "
+                                         r"read\); e.g. .*GL area \(0019,10B6\) is 0"):
+        read_qdess_parameters(only_t1rho)
+
+
+def test_qdess_tags_of_another_vendor_are_missing(shared_data):
+    from mskjax.io import read_qdess_parameters
+
+    with pytest.raises(ValueError, match=r"MR2_UNCR.dcm: not a GE qDESS file: no GL area "
+                                         r"\(0019,10B6\) in the GE private block 'GEMS_ACQU_01' "
+                                         r"\(manufacturer 'Philips'\)"):
+        read_qdess_parameters(shared_data / "shoulder_mr_dicom" / "MR2_UNCR.dcm")
+
+
+def test_qdess_tags_found_by_private_creator_and_checked(tmp_path):
+    from mskjax.io import read_qdess_parameters
+
+    uid = generate_uid()
+    for echo, te in enumerate((6.0, 34.5)):
+        ds = make_slice(tmp_path / f"echo{echo}.dcm", slice_pixels(echo), series_uid=uid,
+                        echo_time=te, instance=echo + 1)
+        # another vendor's block takes 0019,10xx: GE's sits at 0019,11xx
+        ds.add_new((0x0019, 0x0010), "LO", "OTHER_VENDOR")
+        ds.add_new((0x0019, 0x10B6), "DS", "999")
+        add_ge_qdess_tags(ds, gl_area=2000.5, tg=1500, block=0x11)
+        save(ds, tmp_path / f"echo{echo}.dcm")
+    (tmp_path / "README").write_text("two echoes\n")
+    params = read_qdess_parameters(tmp_path)
+    assert (params.gl_area, params.tg, params.echo_times, params.te) == (2000.5, 1500.0,
+                                                                         (6.0, 34.5), 6.0)
+    ds = pydicom.dcmread(tmp_path / "echo1.dcm")
+    ds[0x0019, 0x11B6].value = "2100"
+    save(ds, tmp_path / "echo1.dcm")
+    with pytest.raises(ValueError, match=r"echo1.dcm: gl_area 2100 differs from 2000.5 of "
+                                         r"echo0.dcm; the folder holds more than one qDESS"):
+        read_qdess_parameters(tmp_path)
+    ds[0x0019, 0x11B6].value = "2000.5"
+    del ds.FlipAngle
+    save(ds, tmp_path / "echo1.dcm")
+    with pytest.raises(ValueError, match=r"echo1.dcm: the DICOM header has no FlipAngle"):
+        read_qdess_parameters(tmp_path / "echo1.dcm")
+    with pytest.raises(FileNotFoundError, match=r"read_qdess_parameters: .*nothere: no such"):
+        read_qdess_parameters(tmp_path / "nothere")
+    with pytest.raises(ValueError, match=r"README: not a DICOM file"):
+        read_qdess_parameters(tmp_path / "README")
