@@ -1,4 +1,5 @@
-"""Training losses for reconstruction nets: SSIM (fastMRI's), L1, L2, NMSE.
+"""Training losses for reconstruction nets: SSIM (fastMRI's), L1, L2, NMSE; for segmentation
+nets: soft Dice, cross-entropy and their sum.
 
 Conventions:
 
@@ -9,12 +10,18 @@ Conventions:
 - Every loss returns a scalar, reduced as its docstring says: :func:`l1_loss` and
   :func:`l2_loss` average over every element, :func:`nmse_loss` over the examples of the
   leading batch axis, :func:`ssim_loss` over the windows of every image.
+- Segmentation losses (:func:`soft_dice_loss`, :func:`cross_entropy_loss`,
+  :func:`dice_ce_loss`) keep the order: integer ``labels`` ``(batch, *spatial)`` (the
+  reference) first, channels-last ``logits`` ``(batch, *spatial, num_classes)`` second, and
+  reduce over the batch and every voxel.
 - Pure ``jax.numpy``: differentiable, jittable, no flax or optax needed.
 """
 
 from ._adversarial import cycle_consistency_loss, lsgan_discriminator_loss, lsgan_generator_loss
 from ._distance import l1_loss, l2_loss, nmse_loss
+from ._segmentation import cross_entropy_loss, dice_ce_loss, soft_dice_loss
 from ._ssim import ssim_loss
 
 __all__ = ["ssim_loss", "l1_loss", "l2_loss", "nmse_loss", "lsgan_generator_loss",
-           "lsgan_discriminator_loss", "cycle_consistency_loss"]
+           "lsgan_discriminator_loss", "cycle_consistency_loss", "soft_dice_loss",
+           "cross_entropy_loss", "dice_ce_loss"]
