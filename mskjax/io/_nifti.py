@@ -86,11 +86,26 @@ def _load(path, func: str):
     return path, img
 
 
+def _singular(affine: np.ndarray) -> bool:
+    """Whether the 3x3 part of a finite affine maps voxels onto a plane, a line or a point.
+
+    The determinant is compared with the product of the column norms (1 for orthogonal axes,
+    0 for parallel or zero ones), so the test does not depend on the voxel size.
+    """
+    matrix = affine[:3, :3]
+    norms = np.prod(np.linalg.norm(matrix, axis=0))
+    return not norms > 0 or abs(np.linalg.det(matrix)) <= 1e-6 * norms
+
+
 def _geometry(path: Path, img, func: str) -> tuple[np.ndarray, tuple[float, ...]]:
     affine = np.array(img.affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
         raise ValueError(f"{func}: {path}: the header's affine (sform/qform) is not a finite "
                          f"4x4 matrix:\n{affine}")
+    if _singular(affine):
+        raise ValueError(f"{func}: {path}: the header's affine (sform/qform) is singular (a "
+                         "zero voxel size or parallel axes), so voxels have no world "
+                         f"position:\n{affine}")
     spatial_unit = img.header.get_xyzt_units()[0]
     to_mm = _UNIT_TO_MM.get(spatial_unit, 1.0)
     n_spatial = min(len(img.shape), 3)
@@ -161,7 +176,8 @@ def read_nifti(path: str | os.PathLike, *, dtype: DTypeLike | None = None) -> Vo
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file is not NIfTI, is truncated or corrupt, or its affine is not finite.
+        ValueError: the file is not NIfTI, is truncated or corrupt, or its affine is not finite
+            or is singular.
     """
     func = "mskjax.io.read_nifti"
     path, img = _load(path, func)
@@ -282,6 +298,9 @@ def write_nifti(path: str | os.PathLike, array: ArrayLike, *, affine: ArrayLike 
         if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
             got = f"shape {matrix.shape}" if matrix.shape != (4, 4) else f"\n{matrix}"
             raise ValueError(f"{func}: affine must be a finite 4x4 matrix, got {got}")
+        if _singular(matrix):
+            raise ValueError(f"{func}: affine must be invertible (its 3x3 part maps voxels to "
+                             f"world positions), got a singular matrix:\n{matrix}")
         if voxel_size is not None:
             norms = np.linalg.norm(matrix[:3, :n_spatial], axis=0)
             if not np.allclose(norms, sizes, rtol=1e-4, atol=1e-6):

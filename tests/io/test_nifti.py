@@ -270,3 +270,30 @@ def test_failed_write_leaves_no_partial_file_and_keeps_the_old_one(tmp_path, ima
     write_nifti(path, image * 2)  # a successful write does replace it
     np.testing.assert_array_equal(read_nifti(path).array, image * 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_singular_affine_is_an_error(tmp_path, image):
+    path = tmp_path / "flat.nii"
+    write_nifti(path, image, affine=oblique_affine())
+    data = bytearray(path.read_bytes())
+    assert struct.unpack("<h", data[254:256])[0] > 0  # the sform is the affine
+    # make the third column (the slice axis) parallel to the first: srow_*[2] = srow_*[0]
+    for row in range(3):
+        start = 280 + 16 * row
+        data[start + 8:start + 12] = data[start:start + 4]
+    path.write_bytes(bytes(data))
+    assert abs(np.linalg.det(nib.load(path).affine[:3, :3])) < 1e-9
+    with pytest.raises(ValueError, match=r"read_nifti: .*flat\.nii: the header's affine "
+                                         r"\(sform/qform\) is singular"):
+        read_nifti(path)
+    with pytest.raises(ValueError, match=r"read_labels: .*flat\.nii: the header's affine"):
+        read_labels(path)
+    singular = oblique_affine()
+    singular[:3, 2] = 0.0  # a zero slice thickness
+    with pytest.raises(ValueError, match=r"write_nifti: affine must be invertible"):
+        write_nifti(tmp_path / "zero.nii", image, affine=singular)
+    assert not (tmp_path / "zero.nii").exists()
+    # a thin but genuine voxel is not singular
+    thin = oblique_affine(voxel_size=(0.3125, 0.3125, 1e-4))
+    write_nifti(tmp_path / "thin.nii", image, affine=thin)
+    np.testing.assert_allclose(read_nifti(tmp_path / "thin.nii").affine, thin, atol=1e-5)
