@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .. import __version__
+from ._quant import add_quant_parser
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -158,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     sg.add_argument("--refine", action="store_true",
                     help="refine the probabilities towards image edges before the argmax")
     sg.add_argument("--preview", default=None, help="also write a PNG of the middle slice")
+    add_quant_parser(commands)
     return parser
 
 
@@ -316,4 +318,10 @@ def main(argv=None) -> int:
             return 2
         print(f"segmented {report['input']} with {report['model']} in {report['seconds']:.1f} s;"
               f" wrote {report['output']}")
+    if args.command == "quant":
+        try:
+            from ._quant import run_quant_command
+        except ImportError as err:
+            return _missing(err)
+        return run_quant_command(args)
     return 0
