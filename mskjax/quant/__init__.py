@@ -1,4 +1,5 @@
-"""Quantitative MRI: relaxation maps (T2, T1rho) and the qDESS T2 of Sveinsson et al.
+"""Quantitative MRI: relaxation maps (T2, T1rho), the qDESS T2 of Sveinsson et al. and cartilage
+thickness from a segmentation.
 
 Conventions:
 
@@ -13,5 +14,7 @@ Conventions:
 
 from ._qdess import QDessT2, qdess_t2
 from ._relaxation import FitStatus, RelaxationFit, fit_relaxation
+from ._thickness import CartilageThickness, cartilage_thickness
 
-__all__ = ["fit_relaxation", "RelaxationFit", "FitStatus", "qdess_t2", "QDessT2"]
+__all__ = ["fit_relaxation", "RelaxationFit", "FitStatus", "qdess_t2", "QDessT2",
+           "cartilage_thickness", "CartilageThickness"]
