@@ -220,9 +220,10 @@ def _mask(path, spatial, affine, func):
             raise ValueError(f"{func}: --mask {path}: shape {array.shape} differs from the "
                              f"map's NIfTI shape {expected} (cols, rows, slices)")
         if not np.allclose(volume.affine, affine, atol=1e-3):
-            raise ValueError(f"{func}: --mask {path}: its affine differs from the images' "
-                             f"(the mask is not on the map's grid):\n{volume.affine}\nagainst\n"
-                             f"{np.round(affine, 4)}")
+            raise ValueError(f"{func}: --mask {path}: its affine "
+                             f"{np.round(volume.affine, 4).tolist()} differs from the images' "
+                             f"{np.round(affine, 4).tolist()} (the mask is not on the map's "
+                             "grid)")
         return np.transpose(array != 0, (2, 1, 0))
     if path.suffix == ".npy":
         if not path.exists():
@@ -271,7 +272,7 @@ def _figure(path, background, values, valid, *, title, label, vmax):
     fig, axes = plt.subplots(1, 2, figsize=(10, 5.2), constrained_layout=True)
     axes[0].imshow(background, cmap="gray", vmin=0,
                    vmax=float(np.percentile(background, 99.5)) or 1.0)
-    axes[0].set_title("first echo", fontsize=9)
+    axes[0].set_title("first image (shortest time)", fontsize=9)
     shown = np.ma.masked_where(~valid, values)
     axes[1].imshow(background, cmap="gray", vmin=0,
                    vmax=float(np.percentile(background, 99.5)) or 1.0)
@@ -366,8 +367,7 @@ def run_quant(kind, inputs, out, args) -> dict:
         report["times_ms"] = [float(t) for t in np.asarray(times).ravel()]
         report["status_counts"] = {code.name: int(np.sum(status == code))
                                    for code in quant.FitStatus}
-        vmax = (value_range[1] if value_range else
-                float(np.percentile(values[valid], 99)) if valid.any() else 1.0)
+        vmax = float(np.percentile(values[valid], 99)) if valid.any() else 1.0
     report["valid_voxels"] = int(valid.sum())
     report["median_valid_ms"] = float(np.median(values[valid])) if valid.any() else None
     report["outputs"] = [f"{kind}.nii.gz", f"{kind}_valid.nii.gz", f"{kind}.png",
@@ -395,6 +395,10 @@ def run_quant(kind, inputs, out, args) -> dict:
     return report
 
 
+def _one_line(err) -> str:
+    return " ".join(str(err).split())
+
+
 def run_quant_command(args: argparse.Namespace) -> int:
     """Run a parsed ``mskjax quant`` command; one line per error (exit 2 bad input, 1 failure)."""
     kind = args.quant_command
@@ -404,12 +408,12 @@ def run_quant_command(args: argparse.Namespace) -> int:
             IsADirectoryError) as err:
         if args.debug:
             raise
-        print(f"mskjax: error: {err}", file=sys.stderr)
+        print(f"mskjax: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - one line, not a traceback, unless --debug
         if args.debug:
             raise
-        print(f"mskjax: error: mskjax quant {kind}: {type(err).__name__}: {err}",
+        print(f"mskjax: error: mskjax quant {kind}: {type(err).__name__}: {_one_line(err)}",
               file=sys.stderr)
         return 1
     median = report["median_valid_ms"]

@@ -105,7 +105,7 @@ def _geometry(path: Path, img, func: str) -> tuple[np.ndarray, tuple[float, ...]
     if _singular(affine):
         raise ValueError(f"{func}: {path}: the header's affine (sform/qform) is singular (a "
                          "zero voxel size or parallel axes), so voxels have no world "
-                         f"position:\n{affine}")
+                         f"position: {np.round(affine, 6).tolist()}")
     spatial_unit = img.header.get_xyzt_units()[0]
     to_mm = _UNIT_TO_MM.get(spatial_unit, 1.0)
     n_spatial = min(len(img.shape), 3)
@@ -300,7 +300,8 @@ def write_nifti(path: str | os.PathLike, array: ArrayLike, *, affine: ArrayLike 
             raise ValueError(f"{func}: affine must be a finite 4x4 matrix, got {got}")
         if _singular(matrix):
             raise ValueError(f"{func}: affine must be invertible (its 3x3 part maps voxels to "
-                             f"world positions), got a singular matrix:\n{matrix}")
+                             f"world positions), got a singular matrix: "
+                             f"{np.round(matrix, 6).tolist()}")
         if voxel_size is not None:
             norms = np.linalg.norm(matrix[:3, :n_spatial], axis=0)
             if not np.allclose(norms, sizes, rtol=1e-4, atol=1e-6):
