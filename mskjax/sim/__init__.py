@@ -2,6 +2,12 @@
 equations, pathologies with ground-truth masks, AP radiographs with osteoarthritis grades, and a
 built-in 2D knee cross-section for demos.
 
+For training segmentation: :func:`render` adds, on request, partial volume, receive-coil bias,
+Gibbs ringing, Rician noise at a stated SNR and trabecular marrow texture
+(:data:`REALISTIC_RENDERING` holds realistic settings); :func:`jitter_parameters` varies the
+tissue contrast between subjects, :func:`elastic_deformation` their shape, and
+:func:`segmentation_example` draws one complete training subject from a key.
+
 Conventions (see ``mskjax.sim._phantom``): phantom volumes are ``(left-right,
 superior-inferior, anterior-posterior)``, lengths in mm, times in ms, angles in degrees, images
 float32, labels int32.
@@ -10,13 +16,17 @@ float32, labels int32.
 from ._anatomy import JOINT_GAP_MM, KL_GRADE_TABLE, KneeAnatomy
 from ._contrast import (CONTRASTS, fast_spin_echo, multi_echo_spin_echo, qdess, render,
                         spoiled_gradient_echo, t1rho_prepared)
+from ._deform import elastic_deformation
+from ._example import SegmentationExample, segmentation_example
 from ._geometry import KNEE_LABELS
+from ._jitter import jitter_parameters
 from ._knee_section import TISSUE_INTENSITY, knee_section
 from ._kspace import SimulatedKspace, simulate_kspace, smooth_phase
 from ._pathology import (DEFAULT_PATHOLOGY_PROBABILITIES, MENISCAL_TEAR_KINDS, PATHOLOGY_SITES,
                          KneePathology)
 from ._phantom import AXES, KneePhantom, knee_phantom
 from ._radiograph import KneeRadiograph, knee_radiograph
+from ._realism import REALISTIC_RENDERING
 from ._tissues import (FAT_RELAXATION, LESION_RIM_CHANGE, OEDEMA_CHANGE, TISSUE_PARAMETERS,
                        TissueMaps, tissue_maps)
 from ._xray import ATTENUATION_PER_CM
@@ -51,6 +61,11 @@ __all__ = [
     "multi_echo_spin_echo",
     "qdess",
     "t1rho_prepared",
+    "REALISTIC_RENDERING",
+    "jitter_parameters",
+    "elastic_deformation",
+    "segmentation_example",
+    "SegmentationExample",
     "knee_radiograph",
     "KneeRadiograph",
     "ATTENUATION_PER_CM",

@@ -5,8 +5,9 @@ non-negative float32 magnitudes on the scale of the proton density (joint fluid 
 ``(*spatial)`` or ``(echoes, *spatial)``. A voxel's signal is the sum of its water component
 (``PD * (1 - FF)``) and its fat component (``PD * FF``), each with its own relaxation times;
 the two are added in phase (no chemical-shift phase, no off-resonance). Ideal fat suppression
-removes the fat component. No B1 or B0 inhomogeneity, no diffusion, no stimulated echoes, no
-partial volume.
+removes the fat component. No B1 transmit or B0 inhomogeneity, no diffusion, no stimulated
+echoes. :func:`render` evaluates them at the voxel centres and optionally adds partial volume,
+receive bias, Gibbs ringing, Rician noise and marrow texture (``mskjax.sim._realism``).
 
 Signal models:
     * Spoiled gradient echo (steady state, T2* taken equal to T2, which overstates the signal
@@ -35,6 +36,7 @@ Signal models:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import numbers
@@ -47,6 +49,9 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from . import _sdf as sdf
+from ._phantom import AXES, check_key, subvoxel_samples
+from ._realism import (MARROW_LABELS, bias_field, check_realism, reference_signal,
+                       trabecular_field, truncate_kspace)
 from ._tissues import (TissueMaps, _labels_of, check_texture, maps_from_labels,
                        parameter_table)
 
@@ -227,8 +232,16 @@ CONTRASTS = {
 def render(phantom_or_labels: KneePhantom | ArrayLike, *, contrast: str = "pd_fs",
            key: jax.Array | None = None, texture: float = 0.0, noise: float = 0.0,
            parameters: Mapping[str, Mapping[str, float]] | None = None,
+           partial_volume: int = 1, bias: float = 0.0, snr: float | None = None,
+           gibbs: float | None = None, trabecular: float = 0.0,
            **sequence: Any) -> jax.Array:
     """An MR image of a phantom (or a label array) in one of :data:`CONTRASTS`.
+
+    The defaults give the clean image: the signal equations at the voxel centres. The other
+    options add the imperfections of a real scan (see ``mskjax.sim._realism`` for the models),
+    in this order: ``texture`` and ``trabecular`` on the tissue parameters, the signal,
+    ``partial_volume`` averaging, ``bias``, ``gibbs`` truncation, then ``noise`` or ``snr``.
+    :data:`REALISTIC_RENDERING` holds realistic settings for training data.
 
     Args:
         phantom_or_labels: a :class:`KneePhantom` (its pathologies are rendered) or an integer
@@ -236,18 +249,42 @@ def render(phantom_or_labels: KneePhantom | ArrayLike, *, contrast: str = "pd_fs
         contrast: ``"t1_spgr"`` (T1-weighted SPGR), ``"pd_fs"`` (fat-suppressed PD fast spin
             echo), ``"mese"`` (multi-echo spin echo), ``"qdess"`` (S+, S-) or ``"t1rho"``
             (keyword-only).
-        key: a ``jax.random`` key; needed when ``texture`` or ``noise`` is positive.
+        key: a ``jax.random`` key; needed when ``texture``, ``noise``, ``snr``, ``bias`` or
+            ``trabecular`` is set.
         texture: relative standard deviation of a smooth proton-density texture.
         noise: standard deviation of complex Gaussian noise added before taking the magnitude
             (Rician magnitude noise), on the proton-density scale (joint fluid PD = 1).
-        parameters: tissue parameter overrides, as in :func:`tissue_maps`.
+        parameters: tissue parameter overrides, as in :func:`tissue_maps` (e.g. from
+            :func:`jitter_parameters`).
+        partial_volume: samples per voxel along each axis of the image (1: none). The
+            phantom's labels are re-evaluated at ``partial_volume ** ndim`` points of each
+            voxel, each is rendered and the signals averaged. Needs a :class:`KneePhantom`.
+        bias: amplitude of a smooth multiplicative receive-coil bias ``exp(bias * f)``,
+            ``f`` spanning [-1, 1] over the field of view (0: none).
+        snr: Rician noise such that the noise-free foreground's mean magnitude (first echo,
+            non-background labels) is ``snr`` times the standard deviation of each complex
+            channel (None: none; exclusive with ``noise``).
+        gibbs: fraction of k-space kept along the last two spatial axes (zero-filled), in
+            (0, 1]; None or 1: no truncation.
+        trabecular: relative amplitude of a band-pass, superior-inferior oriented texture of
+            the bone marrow's proton density (femur, tibia, patella, fibula).
         **sequence: sequence parameters of the contrast's function (``tr``, ``te``,
             ``flip_angle``, ``echo_times``, ...).
 
     Returns:
         float32 ``(*spatial)`` or ``(echoes, *spatial)``.
     """
-    func = "mskjax.sim.render"
+    return render_checked(phantom_or_labels, contrast=contrast, key=key, texture=texture,
+                          noise=noise, parameters=parameters, partial_volume=partial_volume,
+                          bias=bias, snr=snr, gibbs=gibbs, trabecular=trabecular, **sequence)
+
+
+def render_checked(phantom_or_labels, *, contrast, key, texture, noise, parameters,
+                   partial_volume, bias, snr, gibbs, trabecular, noise_key=None, samples=None,
+                   func="mskjax.sim.render", **sequence):
+    """:func:`render`, with the noise drawn from ``noise_key`` when given (the fields from
+    ``key``: several contrasts of one subject share texture and bias, not noise), and the
+    sub-voxel samples of :func:`subvoxel_samples` when already computed."""
     if contrast not in CONTRASTS:
         raise ValueError(f"{func}: unknown contrast {contrast!r}; expected one of "
                          f"{list(CONTRASTS)}")
@@ -259,14 +296,38 @@ def render(phantom_or_labels: KneePhantom | ArrayLike, *, contrast: str = "pd_fs
     if isinstance(noise, bool) or not (isinstance(noise, numbers.Real) and np.isfinite(noise)
                                        and noise >= 0):
         raise ValueError(f"{func}: noise must be a finite number >= 0, got {noise!r}")
+    partial_volume, bias, snr, gibbs, trabecular = check_realism(
+        partial_volume=partial_volume, bias=bias, snr=snr, gibbs=gibbs, trabecular=trabecular,
+        noise=noise, func=func)
+    random = {"noise": noise, "snr": snr, "bias": bias, "trabecular": trabecular}
+    random = [name for name, value in random.items() if value]
+    if random and key is None:
+        raise ValueError(f"{func}: texture and noise need a key, as do snr, bias and "
+                         f"trabecular; got {', '.join(random)} without one")
     texture = check_texture(texture, key, func)
-    if noise and key is None:
-        raise ValueError(f"{func}: texture and noise need a key")
+    if key is not None and (random or texture):
+        check_key(key, func)
     labels, pathology = _labels_of(phantom_or_labels, func)
+    if partial_volume == 1:
+        samples = None
+    else:
+        if pathology is None:
+            raise ValueError(f"{func}: partial_volume > 1 needs a KneePhantom (a label array "
+                             f"cannot be re-evaluated between voxel centres), got a label "
+                             f"array")
+        if samples is None:
+            samples = subvoxel_samples(phantom_or_labels, partial_volume, func)
+    if snr is not None and not isinstance(labels, jax.core.Tracer) and not bool(
+            jnp.any(labels != 0)):
+        raise ValueError(f"{func}: snr is defined by the foreground's signal, and these labels "
+                         f"are all background; give noise instead")
+    axes = getattr(phantom_or_labels, "axes", AXES if labels.ndim == 3 else ())
+    grain_axis = axes.index(AXES[1]) if AXES[1] in axes else None
     table = jnp.asarray(parameter_table(parameters, func=func))
     frozen = tuple(sorted((name, _freeze(value)) for name, value in sequence.items()))
-    return _render(labels, pathology, table, key, contrast=contrast, sequence=frozen,
-                   texture=texture, noise=float(noise))
+    return _render(labels, pathology, table, key, samples, noise_key, contrast=contrast,
+                   sequence=frozen, texture=texture, noise=float(noise), snr=snr, bias=bias,
+                   gibbs=gibbs, trabecular=trabecular, grain_axis=grain_axis)
 
 
 def _freeze(value):
@@ -277,18 +338,49 @@ def _freeze(value):
     return tuple(float(v) for v in array.ravel()) if array.ndim else array.item()
 
 
-@functools.partial(sdf.jit, static_argnames=("contrast", "sequence", "texture", "noise"))
-def _render(labels, pathology, table, key, *, contrast, sequence, texture, noise):
+@functools.partial(sdf.jit, static_argnames=("contrast", "sequence", "texture", "noise", "snr",
+                                              "bias", "gibbs", "trabecular", "grain_axis"))
+def _render(labels, pathology, table, key, samples=None, noise_key=None, *, contrast, sequence,
+            texture, noise, snr=None, bias=0.0, gibbs=None, trabecular=0.0, grain_axis=None):
     signal = functools.partial(CONTRASTS[contrast], **dict(sequence))
+    noisy = bool(noise) or snr is not None
     # One draw of normal deviates for the texture and the noise (one generator to compile).
     size = labels.size if texture else 0
-    if texture or noise:
-        shape = jax.eval_shape(lambda: signal(maps_from_labels(labels, None, table, None, 0.0)))
-        count = size + (2 * int(np.prod(shape.shape)) if noise else 0)
+    shape = jax.eval_shape(lambda: signal(maps_from_labels(labels, None, table, None, 0.0))).shape
+    if texture or noisy:
+        separate = noise_key is not None
+        count = size + (2 * int(np.prod(shape)) if noisy and not separate else 0)
         deviates = jax.random.normal(key, (count,), jnp.float32)
+        if noisy and separate:
+            deviates = jnp.concatenate([deviates, jax.random.normal(
+                noise_key, (2 * int(np.prod(shape)),), jnp.float32)])
     white = deviates[:size].reshape(labels.shape) if texture else None
-    image = signal(maps_from_labels(labels, pathology, table, white, texture))
-    if noise:
-        n = deviates[size:].reshape((2, *image.shape)) * noise
-        image = jnp.sqrt((image + n[0]) ** 2 + n[1] ** 2)
-    return image.astype(jnp.float32)
+    grain = (trabecular_field(jax.random.fold_in(key, 1), labels.shape, grain_axis)
+             if trabecular else None)
+
+    def image_of(tissue, pathology):
+        maps = maps_from_labels(tissue, pathology, table, white, texture)
+        if trabecular:
+            marrow = jnp.isin(tissue, jnp.asarray(MARROW_LABELS))
+            factor = jnp.where(marrow, jnp.maximum(1.0 + trabecular * grain, 0.0), 1.0)
+            maps = maps.replace(proton_density=maps.proton_density * factor)
+        return signal(maps)
+
+    if samples is None:
+        image = image_of(labels, pathology)
+    else:  # the partial-volume average, one sub-voxel sample at a time
+        def add(total, sample):
+            tissue, masks = sample
+            return total + image_of(tissue, dataclasses.replace(pathology, masks=masks)), None
+
+        total, _ = jax.lax.scan(add, jnp.zeros(shape, jnp.float32), samples)
+        image = total / samples[0].shape[0]
+    if bias:
+        image = image * bias_field(jax.random.fold_in(key, 2), labels.shape, bias)
+    if gibbs is not None:
+        image = truncate_kspace(image, gibbs, labels.ndim)
+    if noisy:
+        sigma = noise if snr is None else reference_signal(image, labels) / snr
+        n = deviates[size:].reshape((2, *image.shape)) * sigma
+        image = jnp.sqrt((jnp.real(image) + n[0]) ** 2 + (jnp.imag(image) + n[1]) ** 2)
+    return jnp.abs(image).astype(jnp.float32)

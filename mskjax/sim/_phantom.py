@@ -58,11 +58,16 @@ class KneePhantom:
         voxel_size: static ``(3,)`` or ``(2,)`` voxel size in mm, one per axis of ``labels``.
         axes: static names of the axes of ``labels`` (a subset of :data:`AXES`).
         tissue_names: static tuple, ``tissue_names[label]`` is the tissue's name.
+        evaluation: what evaluating the same knee at other points of its grid takes (the
+            subject's layout and pathology draws, the grid settings and the slice index, all
+            arrays), used by ``render(partial_volume=...)``; ``None`` for a phantom built by
+            hand.
     """
 
     labels: Any
     anatomy: KneeAnatomy
     pathology: KneePathology
+    evaluation: Any = None
     voxel_size: tuple = ()
     axes: tuple = AXES
     tissue_names: tuple = tuple(KNEE_LABELS)
@@ -72,7 +77,8 @@ class KneePhantom:
         return dataclasses.replace(self, **changes)
 
 
-jax.tree_util.register_dataclass(KneePhantom, data_fields=["labels", "anatomy", "pathology"],
+jax.tree_util.register_dataclass(KneePhantom,
+                                 data_fields=["labels", "anatomy", "pathology", "evaluation"],
                                  meta_fields=["voxel_size", "axes", "tissue_names"])
 
 
@@ -297,9 +303,48 @@ def knee_phantom(key: jax.Array, *, shape: Sequence[int] = (64, 128, 128),
                         0 if slice_index is None else slice_index)
     kept = tuple(i for i in range(3) if i != slice_axis)
     pathology = KneePathology(masks=out["masks"], present=present, site=site, kind=kind)
+    evaluation = dict(layout=lay, draws=draws, config=config,
+                      slice_index=jnp.int32(0 if slice_index is None else slice_index))
     return KneePhantom(labels=out["labels"], anatomy=anatomy, pathology=pathology,
-                       voxel_size=tuple(voxel_size[i] for i in kept),
+                       evaluation=evaluation, voxel_size=tuple(voxel_size[i] for i in kept),
                        axes=tuple(AXES[i] for i in kept))
+
+
+def subvoxel_samples(phantom, factor, func):
+    """Labels and pathology masks of ``phantom`` at ``factor`` evenly spaced points per voxel
+    along each axis of its labels (the centres of the sub-voxels of a ``factor`` times finer
+    grid), stacked on a leading axis of ``factor ** ndim`` samples: ``(labels, masks)`` with
+    labels int32 ``(factor ** ndim, *spatial)`` and masks a dict of such boolean arrays.
+
+    The sliced axis of a 2D phantom is not sampled (the slice stays infinitely thin). Each
+    sample is the grid of the phantom shifted by a fraction of a voxel (through the grid's
+    centre), so it costs one evaluation of the phantom and no new compilation. Thin pathologies
+    keep the width they have on the phantom's own grid."""
+    evaluation = getattr(phantom, "evaluation", None)
+    if evaluation is None:
+        raise ValueError(f"{func}: partial_volume > 1 needs a KneePhantom from "
+                         f"mskjax.sim.knee_phantom (labels alone cannot be re-evaluated "
+                         f"between voxel centres)")
+    config = evaluation["config"]
+    slice_axis = next((i for i, name in enumerate(AXES) if name not in phantom.axes), None)
+    kept = [i for i in range(3) if i != slice_axis]
+    shape = [1] * 3
+    for axis, n in zip(kept, phantom.labels.shape):
+        shape[axis] = n
+    sign = jnp.asarray([1.0, -1.0, -1.0], jnp.float32)  # index -> scanner direction per axis
+    labels, masks = [], []
+    for offset in np.ndindex(*(factor,) * len(kept)):
+        shift = [jnp.float32(0.0)] * 3
+        for axis, o in zip(kept, offset):
+            shift[axis] = jnp.float32((o + 0.5) / factor - 0.5)
+        if slice_axis is not None:  # the slice's index becomes a shift of the grid's centre
+            shift[slice_axis] = jnp.asarray(evaluation["slice_index"], jnp.float32)
+        centre = config["centre"] + sign * jnp.stack(shift) * config["voxel_size"]
+        out = evaluate_grid(phantom.anatomy, evaluation["layout"], evaluation["draws"],
+                            dict(config, centre=centre), tuple(shape), slice_axis, 0)
+        labels.append(out["labels"])
+        masks.append(out["masks"])
+    return jnp.stack(labels), jax.tree.map(lambda *m: jnp.stack(m), *masks)
 
 
 def _check_centre(centre, func):
