@@ -59,6 +59,8 @@ except ImportError as err:  # optional dependencies: pip install 'mskjax[nets]'
 from ._augment import (ReconExample, augment_recon_example, draw_equispaced_mask,
                        draw_random_mask, fastmri_eval_example)
 from ._checkpoint import latest_step, read_checkpoint_config, restore_checkpoint, save_checkpoint
+from ._cross_contrast import (CrossContrastNets, CrossContrastState, cross_contrast_nets,
+                             init_cross_contrast_state, make_cross_contrast_step)
 from ._log import MetricsWriter, ProgressBar, read_metrics
 from ._model import merge_model, split_model
 from ._order import batch_indices
@@ -73,4 +75,6 @@ __all__ = [
     "DataParallelStep", "batch_mesh", "shard_batch", "replicate",
     "ReconExample", "augment_recon_example", "draw_equispaced_mask", "draw_random_mask",
     "fastmri_eval_example",
+    "CrossContrastNets", "CrossContrastState", "init_cross_contrast_state",
+    "make_cross_contrast_step", "cross_contrast_nets",
 ]
