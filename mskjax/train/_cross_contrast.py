@@ -170,9 +170,10 @@ def _check_state(state, func):
                         f"init_cross_contrast_state), got {type(state).__name__}")
 
 
-def _cross_entropy(labels, logits):
-    """Mean per-pixel softmax cross-entropy of integer ``labels`` and ``logits``."""
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+def _dice_ce(labels, logits):
+    """Soft Dice + cross-entropy (:func:`mskjax.losses.dice_ce_loss`) over the logits'
+    classes."""
+    return losses.dice_ce_loss(labels, logits, num_classes=logits.shape[-1])
 
 
 def _check_weight(value, name, func):
@@ -231,8 +232,9 @@ def make_cross_contrast_step(nets: CrossContrastNets, *, generator_optimizer,
         semantic_consistency: whether that loss also trains G (SUSAN's joint training); if
             False, S sees ``stop_gradient(G(s))``.
         segmentation_loss: ``loss(labels, logits) -> scalar`` with ``labels`` ``(batch,
-            *spatial)`` integers and ``logits`` ``(batch, *spatial, num_classes)``; default the
-            mean per-pixel softmax cross-entropy.
+            *spatial)`` integers and ``logits`` ``(batch, *spatial, num_classes)``; default
+            soft Dice + cross-entropy, :func:`mskjax.losses.dice_ce_loss` with
+            ``num_classes = logits.shape[-1]``.
 
     Returns:
         ``step(state, batch)`` with ``batch`` a dict: ``"source"`` ``(batch, *spatial,
@@ -253,7 +255,7 @@ def make_cross_contrast_step(nets: CrossContrastNets, *, generator_optimizer,
         raise TypeError(f"{func}: semantic_consistency must be a bool, got "
                         f"{type(semantic_consistency).__name__}")
     if segmentation_loss is None:
-        segmentation_loss = _cross_entropy
+        segmentation_loss = _dice_ce
     elif not callable(segmentation_loss):
         raise TypeError(f"{func}: segmentation_loss must be callable, got "
                         f"{type(segmentation_loss).__name__}")

@@ -19,7 +19,7 @@ import optax
 import pytest
 from flax import nnx
 
-from mskjax import nets, train
+from mskjax import losses, nets, train
 
 SIZE = 32
 CLASSES = 3
@@ -124,8 +124,8 @@ def test_one_step_equals_the_loss_written_out_by_hand():
         graphdef, _, rest = graphs[name]
         return train.merge_model(graphdef, params, rest)
 
-    def ce(logits):
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+    def seg(logits):  # the default segmentation loss
+        return losses.dice_ce_loss(y, logits, num_classes=CLASSES)
 
     def gen_total(gp, dp):
         G, F, S = (model(n, gp[n]) for n in ("to_target", "to_source", "segmenter"))
@@ -133,7 +133,7 @@ def test_one_step_equals_the_loss_written_out_by_hand():
         DT = model("target_discriminator", dp["target_discriminator"])
         adversarial = jnp.mean((DT(G(s)) - 1) ** 2) + jnp.mean((DS(F(t)) - 1) ** 2)
         cycle = jnp.mean(jnp.abs(F(G(s)) - s)) + jnp.mean(jnp.abs(G(F(t)) - t))
-        return 0.7 * adversarial + 3.0 * cycle + 1.3 * ce(S(s)) + 0.9 * ce(S(G(s)))
+        return 0.7 * adversarial + 3.0 * cycle + 1.3 * seg(S(s)) + 0.9 * seg(S(G(s)))
 
     def disc_total(dp, gp):
         G, F = model("to_target", gp["to_target"]), model("to_source", gp["to_source"])
