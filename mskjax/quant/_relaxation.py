@@ -46,6 +46,10 @@ LM_DAMPING_MAX = 1e12
 #: Cost changes below ``ROUNDING * eps * cost`` are treated as rounding (see
 #: ``_levenberg_marquardt``).
 ROUNDING = 16.0
+#: Levenberg-Marquardt steps that all voxels of a chunk take together before the voxels that
+#: have not converged are gathered into buckets of at most ``LEFTOVER_BUCKET`` and continued.
+LM_FIRST_STAGE = 16
+LEFTOVER_BUCKET = 1024
 #: Voxels are fitted in chunks of this many (padded to a power of two, at least
 #: ``MIN_BUCKET``), so that a new image size rarely compiles a new kernel.
 CHUNK = 1 << 16
@@ -124,23 +128,45 @@ def _cost(t, s, wf, amplitude, rate):
     return 0.5 * jnp.sum(residual * residual)
 
 
-def _levenberg_marquardt(t, s, w, amplitude, rate, max_iterations, xtol):
-    """Minimise ``sum_usable (A exp(-R t) - s)^2`` over ``(A, R)``, unconstrained.
+class _LMState(NamedTuple):
+    """Levenberg-Marquardt state of one voxel (of every voxel, under vmap)."""
+
+    amplitude: jax.Array
+    rate: jax.Array
+    damping: jax.Array
+    cost: jax.Array
+    done: jax.Array
+    converged: jax.Array
+    steps: jax.Array
+
+
+def _lm_start(t, s, w, amplitude, rate):
+    wf = w.astype(s.dtype)
+    return _LMState(amplitude, rate, jnp.asarray(LM_DAMPING_START, s.dtype),
+                    _cost(t, s, wf, amplitude, rate), jnp.bool_(False), jnp.bool_(False),
+                    jnp.int32(0))
+
+
+def _lm_run(t, s, w, state, max_steps, xtol):
+    """Levenberg-Marquardt steps minimising ``sum_usable (A exp(-R t) - s)^2`` over ``(A, R)``
+    (unconstrained) until converged or ``state.steps == max_steps``.
 
     The step solves ``(J^T J + lam diag(J^T J)) d = -J^T r`` (Marquardt's scaling, 2x2 in
-    closed form). Converged: an accepted step with ``lam <= 1`` (close to Gauss-Newton) whose
-    components are each below ``xtol`` relative to the parameter, or a damping past
+    closed form). Converged: a step with ``lam <= 1`` (close to Gauss-Newton) below ``xtol``
+    relative to each parameter (the rate relative to ``|R| + 1 / max(t)``, so that a rate
+    near 0 converges too), whether or not it lowered the cost; or a damping past
     ``LM_DAMPING_MAX`` (no step lowers the cost at working precision).
     """
     wf = w.astype(s.dtype)
     dtype = s.dtype
+    # the rate of a decay as slow as the longest time: the scale of a negligible rate change
+    rate_scale = 1 / jnp.maximum(jnp.max(wf * t), 1e-30)
 
     def cond(state):
-        i, _, _, _, _, done, _ = state
-        return (i < max_iterations) & ~done
+        return (state.steps < max_steps) & ~state.done
 
     def body(state):
-        i, a, r, lam, cost, _, _ = state
+        a, r, lam, cost = state.amplitude, state.rate, state.damping, state.cost
         e = jnp.exp(-r * t)
         residual = wf * (a * e - s)
         ja = wf * e
@@ -166,54 +192,48 @@ def _levenberg_marquardt(t, s, w, amplitude, rate, max_iterations, xtol):
         accept = (~degenerate & jnp.isfinite(cost_new)
                   & ((cost_new < cost) | unmeasurable))
         small = ((jnp.abs(da) <= xtol * (jnp.abs(a) + xtol))
-                 & (jnp.abs(dr) <= xtol * (jnp.abs(r) + xtol)))
+                 & (jnp.abs(dr) <= xtol * (jnp.abs(r) + rate_scale)))
         lam_new = jnp.where(accept, jnp.maximum(lam / LM_DAMPING_FACTOR, LM_DAMPING_MIN),
                             lam * LM_DAMPING_FACTOR)
-        converged = (accept & small & (lam <= 1)) | (lam_new > LM_DAMPING_MAX)
-        done = converged | degenerate
-        return (i + 1, jnp.where(accept, a_new, a), jnp.where(accept, r_new, r),
-                lam_new.astype(dtype), jnp.where(accept, cost_new, cost), done, converged)
+        converged = (small & (lam <= 1)) | (lam_new > LM_DAMPING_MAX)
+        return _LMState(jnp.where(accept, a_new, a), jnp.where(accept, r_new, r),
+                        lam_new.astype(dtype), jnp.where(accept, cost_new, cost),
+                        converged | degenerate, converged, state.steps + 1)
 
-    start = (jnp.int32(0), amplitude, rate, jnp.asarray(LM_DAMPING_START, dtype),
-             _cost(t, s, wf, amplitude, rate), jnp.bool_(False), jnp.bool_(False))
-    _, a, r, _, _, _, converged = jax.lax.while_loop(cond, body, start)
-    return a, r, converged
+    return jax.lax.while_loop(cond, body, state)
 
 
-def _fit_voxel(t, s, w, *, nonlinear, max_iterations, xtol):
+def _prepare(t, s, w):
+    """The log-linear fit and the Levenberg-Marquardt start of one voxel."""
     s = jnp.where(w, s, 0)  # echoes left out must not carry NaN into the sums
     rate, log_amplitude, enough = _log_linear(t, s, w)
     amplitude = jnp.exp(log_amplitude)
-    converged = jnp.bool_(True)
-    if nonlinear:
-        wf = w.astype(s.dtype)
-        decaying = enough & jnp.isfinite(rate) & (rate > 0) & jnp.isfinite(amplitude)
-        t_max = jnp.max(jnp.where(w, t, 0))
-        rate0 = jnp.where(decaying, rate, 1 / jnp.maximum(t_max, 1e-30))
-        # the best amplitude for that rate (linear least squares in A)
-        e0 = jnp.exp(-rate0 * t)
-        amp0 = jnp.where(decaying, amplitude,
-                         (wf * e0 * s).sum() / jnp.maximum((wf * e0 * e0).sum(), 1e-30))
-        amplitude, rate, converged = _levenberg_marquardt(t, s, w, amp0, rate0,
-                                                          max_iterations, xtol)
     wf = w.astype(s.dtype)
-    n = jnp.maximum(wf.sum(), 1)
-    fitted = amplitude * jnp.exp(-rate * t)
-    ss_res = jnp.sum(wf * (fitted - s) ** 2)
-    s_mean = jnp.sum(wf * s) / n
-    ss_tot = jnp.sum(wf * (s - s_mean) ** 2)
+    decaying = enough & jnp.isfinite(rate) & (rate > 0) & jnp.isfinite(amplitude)
+    t_max = jnp.max(jnp.where(w, t, 0))
+    rate0 = jnp.where(decaying, rate, 1 / jnp.maximum(t_max, 1e-30))
+    # the best amplitude for that rate (linear least squares in A)
+    e0 = jnp.exp(-rate0 * t)
+    amp0 = jnp.where(decaying, amplitude,
+                     (wf * e0 * s).sum() / jnp.maximum((wf * e0 * e0).sum(), 1e-30))
+    return s, amplitude, rate, enough, _lm_start(t, s, w, amp0, rate0)
+
+
+def _finish(t, s, w, amplitude, rate, enough, converged, inside, low, high, min_r2):
+    """r2, the :class:`FitStatus` of each voxel and the filled outputs."""
+    s = jnp.where(w, s, 0)
+    wf = w.astype(s.dtype)
+    n = jnp.maximum(wf.sum(-1), 1)
+    fitted = amplitude[..., None] * jnp.exp(-rate[..., None] * t)
+    ss_res = jnp.sum(wf * (fitted - s) ** 2, -1)
+    s_mean = jnp.sum(wf * s, -1) / n
+    ss_tot = jnp.sum(wf * (s - s_mean[..., None]) ** 2, -1)
     r2 = jnp.where(ss_tot > 0, 1 - ss_res / jnp.where(ss_tot > 0, ss_tot, 1), 0)
-    return amplitude, rate, r2, enough, converged
-
-
-def _status(amplitude, rate, r2, enough, converged, inside, low, high, min_r2):
-    """The :class:`FitStatus` of each voxel and the filled outputs."""
     time_constant = 1 / jnp.where(rate > 0, rate, 1)
-    finite = jnp.isfinite(rate)
     checks = [
         (~inside, FitStatus.MASKED),
         (~enough, FitStatus.TOO_FEW_TIMES),
-        (~finite | ~(rate > 0), FitStatus.NOT_DECAYING),
+        (~jnp.isfinite(rate) | ~(rate > 0), FitStatus.NOT_DECAYING),
         (~jnp.isfinite(amplitude) | ~(amplitude > 0), FitStatus.NONPOSITIVE_AMPLITUDE),
         (~(time_constant > low) | ~(time_constant <= high), FitStatus.OUT_OF_RANGE),
         (~converged, FitStatus.NOT_CONVERGED),
@@ -230,16 +250,51 @@ def _status(amplitude, rate, r2, enough, converged, inside, low, high, min_r2):
                          r2=jnp.where(valid, r2, zero), valid=valid, status=status)
 
 
-def _fit_flat(t, s, w, inside, low, high, min_r2, *, nonlinear, max_iterations, xtol):
-    """Fit ``(voxels, times)`` signals; returns a flat :class:`RelaxationFit`."""
-    fit = jax.vmap(lambda s1, w1: _fit_voxel(t, s1, w1, nonlinear=nonlinear,
-                                             max_iterations=max_iterations, xtol=xtol))
-    amplitude, rate, r2, enough, converged = fit(s, w)
-    return _status(amplitude, rate, r2, enough, converged, inside, low, high, min_r2)
+_vmapped_prepare = jax.vmap(_prepare, in_axes=(None, 0, 0))
+_vmapped_run = jax.vmap(_lm_run, in_axes=(None, 0, 0, 0, None, None))
+_prepare_jit = jax.jit(_vmapped_prepare)
+_run_jit = jax.jit(_vmapped_run, static_argnums=5)
+_finish_jit = jax.jit(_finish, static_argnums=10)
 
 
-_fit_flat_jit = jax.jit(_fit_flat, static_argnames=("nonlinear", "max_iterations", "xtol",
-                                                    "min_r2"))
+def _fit_traced(t, s, w, inside, low, high, min_r2, *, nonlinear, max_iterations, xtol):
+    """Every voxel of ``(voxels, times)`` signals in one trace (under the caller's ``jit``)."""
+    s, amplitude, rate, enough, state = _vmapped_prepare(t, s, w)
+    converged = jnp.ones(rate.shape, bool)
+    if nonlinear:
+        state = _vmapped_run(t, s, w, state, max_iterations, xtol)
+        amplitude, rate, converged = state.amplitude, state.rate, state.converged
+    return _finish(t, s, w, amplitude, rate, enough, converged, inside, low, high, min_r2)
+
+
+def _fit_host(t, s, w, low, high, min_r2, *, nonlinear, max_iterations, xtol):
+    """Fit ``(bucket, times)`` host signals (padding included) in stages.
+
+    A vmapped loop runs as long as its slowest voxel, so all voxels take
+    ``LM_FIRST_STAGE`` steps together; the few that have not converged are then gathered into
+    buckets of at most ``LEFTOVER_BUCKET`` (the first stage's size for small fits, so no new
+    compilation) and continued to ``max_iterations``.
+    """
+    s, amplitude, rate, enough, state = _prepare_jit(t, s, w)
+    converged = np.ones(rate.shape, bool)
+    if nonlinear:
+        state = jax.tree.map(np.array, jax.device_get(
+            _run_jit(t, s, w, state, min(LM_FIRST_STAGE, max_iterations), xtol)))
+        s_host, w_host = np.asarray(s), np.asarray(w)
+        size = s_host.shape[0]
+        left = np.flatnonzero(~state.done & (state.steps < max_iterations))
+        bucket = min(size, LEFTOVER_BUCKET)
+        for begin in range(0, left.size, bucket):
+            index = left[begin:begin + bucket]
+            pad = np.concatenate([index, np.full(bucket - index.size, index[0])])
+            part = jax.tree.map(lambda x: x[pad], state)
+            part = jax.device_get(_run_jit(t, s_host[pad], w_host[pad], part, max_iterations,
+                                           xtol))
+            for field, value in zip(state, part):
+                field[index] = value[:index.size]
+        amplitude, rate, converged = state.amplitude, state.rate, state.converged
+    inside = np.ones(rate.shape, bool)
+    return _finish_jit(t, s, w, amplitude, rate, enough, converged, inside, low, high, min_r2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,7 +450,7 @@ def fit_relaxation(images: ArrayLike, times, *, model: str = "mono_exponential",
             usable &= s > floor
         inside = (jnp.ones(s.shape[0], bool) if mask is None
                   else jnp.asarray(mask).reshape(-1).astype(bool))
-        flat = _fit_flat(jnp.asarray(t, dtype), s, usable, inside, low, high, **options)
+        flat = _fit_traced(jnp.asarray(t, dtype), s, usable, inside, low, high, **options)
         return jax.tree.map(lambda x: x.reshape(spatial), flat)
 
     check_finite(images, "images", func)
@@ -425,9 +480,7 @@ def fit_relaxation(images: ArrayLike, times, *, model: str = "mono_exponential",
         pad = bucket - index.size
         s = np.pad(host[index], ((0, pad), (0, 0)))
         w = np.pad(usable[index], ((0, pad), (0, 0)))
-        ins = np.pad(np.ones(index.size, bool), (0, pad))
-        chunk = _fit_flat_jit(t_dev, s, w, ins, low, high, **options)
-        chunk = jax.device_get(chunk)
+        chunk = jax.device_get(_fit_host(t_dev, s, w, low, high, **options))
         n = index.size
         out_t[index] = chunk.time_constant[:n]
         out_a[index] = chunk.amplitude[:n]

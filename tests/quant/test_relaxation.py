@@ -222,12 +222,27 @@ def test_chunks_and_buckets(monkeypatch, rng):
     chunked = fit_relaxation(images, TSL)  # 7 chunks of 8, the last one padded
     np.testing.assert_array_equal(np.asarray(chunked.status), np.asarray(whole.status))
     np.testing.assert_allclose(chunked.time_constant, whole.time_constant, rtol=1e-5)
-    # voxel counts within one bucket reuse the compiled kernel
+    # voxel counts within one bucket reuse the compiled kernels
+    kernels = (relaxation._prepare_jit, relaxation._run_jit, relaxation._finish_jit)
     fit_relaxation(images[:, :5], TSL)
-    before = relaxation._fit_flat_jit._cache_size()
+    before = [k._cache_size() for k in kernels]
     fit_relaxation(images[:, :6], TSL)
     fit_relaxation(images[:, :8], TSL)
-    assert relaxation._fit_flat_jit._cache_size() == before
+    assert [k._cache_size() for k in kernels] == before
+
+
+def test_stages_continue_the_slow_voxels(monkeypatch, rng):
+    """One step for all, then the rest in buckets of 4: the same fit as one long loop."""
+    signal, _, _ = noisy_voxels(rng, 40, sigma=40.0)
+    images = np.concatenate([signal, [[480.0], [500.0], [505.0], [520.0]]], axis=1)
+    whole = fit_relaxation(images.astype(np.float32), TSL)
+    monkeypatch.setattr(relaxation, "LM_FIRST_STAGE", 1)
+    monkeypatch.setattr(relaxation, "LEFTOVER_BUCKET", 4)
+    staged = fit_relaxation(images.astype(np.float32), TSL)
+    np.testing.assert_array_equal(np.asarray(staged.status), np.asarray(whole.status))
+    assert int(whole.status[-1]) == FitStatus.NOT_DECAYING  # a growing signal
+    np.testing.assert_allclose(staged.time_constant, whole.time_constant, rtol=1e-6)
+    np.testing.assert_allclose(staged.amplitude, whole.amplitude, rtol=1e-6)
 
 
 def test_real_knee_t1rho_matches_scipy_on_sampled_voxels(shared_data):
