@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-quant dosma-env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,20 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/operator_speed.py
 	$(BIN)/python benchmarks/recon_speed.py
+
+# DOSMA 0.1.2, the reference of benchmarks/quant_t2.py, needs numpy<2 and pandas<2.3: it gets an
+# environment of its own, run by the benchmark as a subprocess.
+DOSMA_VENV ?= benchmarks/.venv-dosma
+
+$(DOSMA_VENV)/.installed:
+	$(PYTHON) -m venv $(DOSMA_VENV)
+	$(DOSMA_VENV)/bin/python -m pip install --quiet "dosma==0.1.2" "numpy<2" "pandas<2.3"
+	touch $@
+
+dosma-env: $(DOSMA_VENV)/.installed
+
+bench-quant: $(VENV)/.installed-test $(DOSMA_VENV)/.installed
+	$(BIN)/python benchmarks/quant_t2.py --dosma-python $(DOSMA_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) mskjax-demo .pytest_cache
