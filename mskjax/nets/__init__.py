@@ -1,4 +1,6 @@
-"""Neural networks in flax.nnx: the fastMRI U-Net, unrolled reconstruction nets, their blocks.
+"""Neural networks in flax.nnx: the fastMRI U-Net, unrolled reconstruction nets, their blocks,
+segmentation nets (SegNet, the triplanar CNN, any net through ``Segmenter``) and sliding-window
+inference.
 
 Conventions: channels-last with a leading batch axis, ``(batch, *spatial, channels)``, float32
 (complex images enter as two channels, real then imaginary). Physics inputs (k-space, mask,
@@ -14,10 +16,16 @@ from ._discriminator import PatchDiscriminator
 from ._e2e_varnet import E2EVarNet, NormUNet
 from ._fastmri_weights import load_fastmri, to_fastmri_state_dict
 from ._modl import MoDL
+from ._segmentation import Segmenter, predict_labels
+from ._segnet import SegNet, max_pool_with_indices, max_unpool
+from ._sliding_window import sliding_window_inference
 from ._stage import NetStage, stage
+from ._triplanar import TriplanarCNN, triplanar_patches
 from ._unet import UNet
 from ._varnet import VarNet
 
 __all__ = ["conv", "conv_transpose", "instance_norm", "avg_pool", "ConvBlock",
            "TransposeConvBlock", "UNet", "NormUNet", "E2EVarNet", "load_fastmri",
-           "to_fastmri_state_dict", "stage", "NetStage", "VarNet", "MoDL", "PatchDiscriminator"]
+           "to_fastmri_state_dict", "stage", "NetStage", "VarNet", "MoDL", "PatchDiscriminator",
+           "SegNet", "max_pool_with_indices", "max_unpool", "TriplanarCNN", "triplanar_patches",
+           "sliding_window_inference", "Segmenter", "predict_labels"]
