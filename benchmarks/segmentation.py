@@ -42,7 +42,7 @@ import numpy as np
 import mskjax
 from mskjax.cli._segment import segment_volume
 from mskjax.cli._train_seg import evaluate_seg, format_seg_table, load_trained_seg, train_seg
-from mskjax.io._seg_set import make_segmentation_set
+from mskjax.io import make_segmentation_set
 from mskjax.sim import KNEE_LABELS
 
 ROOT = Path(__file__).resolve().parent
@@ -106,7 +106,7 @@ def test_figure(path, data, results, subject_index=0):
     import matplotlib.pyplot as plt
 
     from mskjax.io import read_labels, read_nifti
-    from mskjax.io._seg_set import segmentation_pairs
+    from mskjax.io import segmentation_pairs
 
     name, image_path, labels_path = segmentation_pairs(data, "test")[subject_index]
     image = read_nifti(image_path).array
@@ -184,7 +184,7 @@ def main(argv=None):
     predictions = {}
     from mskjax.cli._train_seg import predict_labels
     from mskjax.io import read_nifti
-    from mskjax.io._seg_set import segmentation_pairs
+    from mskjax.io import segmentation_pairs
 
     _, image_path, _ = segmentation_pairs(sets["realistic"], "test")[0]
     image = read_nifti(image_path).array

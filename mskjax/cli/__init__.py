@@ -254,7 +254,7 @@ def main(argv=None) -> int:
             print(f"wrote {args.json_path}")
     if args.command == "data" and args.data_command == "make-seg-set":
         try:
-            from ..io._seg_set import make_segmentation_set
+            from ..io import make_segmentation_set
         except ImportError as err:
             return _missing(err)
 

@@ -16,6 +16,7 @@ The default sizes are small enough to train for minutes on a CPU; every size is 
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Callable
 
 import jax
@@ -132,7 +133,8 @@ def _reconstruct(name, model, kspace, mask, *, num_low, maps):
 
 
 def parse_config(items: list[str] | None, func: str) -> dict[str, Any]:
-    """``["chans=8", "remat=true"]`` -> ``{"chans": 8, "remat": True}`` (ints, floats, bools)."""
+    """``["chans=8", "remat=true", "chans=[4,8]"]`` -> ``{"chans": 8, "remat": True, ...}``
+    (ints, floats, bools, JSON lists)."""
     config: dict[str, Any] = {}
     for item in items or []:
         key, sep, text = item.partition("=")
@@ -141,6 +143,12 @@ def parse_config(items: list[str] | None, func: str) -> dict[str, Any]:
         lowered = text.lower()
         if lowered in ("true", "false"):
             value: Any = lowered == "true"
+        elif text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError as err:
+                raise ValueError(f"{func}: --config {item!r}: a list must be JSON, like "
+                                 "[20,50]") from err
         else:
             try:
                 value = int(text)

@@ -110,5 +110,9 @@ def volume_probabilities(name: str, model: nnx.Module, volume: Any, *, num_class
             lambda x: jax.nn.softmax(logits_of(state, x), axis=-1), volume[..., None],
             window=PATCH_3D, overlap=0.5, batch_size=1, num_classes=num_classes)
         return np.asarray(probs, dtype=np.float32)
-    logits = model.predict_volume(jnp.asarray(volume[..., None]))
-    return np.asarray(jax.nn.softmax(logits, axis=-1), dtype=np.float32)
+    @jax.jit
+    def voxels(state, x):
+        logits = nnx.merge(graphdef, state).segment(x, slice_batch=16)
+        return jax.nn.softmax(logits, axis=-1)
+
+    return np.asarray(voxels(state, jnp.asarray(volume[None, ..., None]))[0], dtype=np.float32)

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from .. import losses, metrics, nets, train
-from ..io._seg_set import read_segmentation_set
+from ..io import read_segmentation_set
 from ..sim import KNEE_LABELS
 from ._files import write_json
 from ._seg_models import (PATCH_3D, SEG_MODELS, build_seg_model, normalise, seg_model_spec,
@@ -277,10 +277,10 @@ def predict_labels(name, net, image: np.ndarray, *, num_classes: int,
 
 def score_labels(pred: np.ndarray, target: np.ndarray, *, num_classes: int, spacing) -> dict:
     """Dice, HD95 (mm) and ASSD (mm) per class, as lists indexed by label."""
-    kw = {"num_classes": num_classes, "spacing": tuple(float(s) for s in spacing)}
-    return {"dice": metrics.dice(pred, target, **kw).tolist(),
-            "hausdorff95_mm": metrics.hausdorff95(pred, target, **kw).tolist(),
-            "assd_mm": metrics.assd(pred, target, **kw).tolist()}
+    scores = metrics.segmentation_scores(pred, target, num_classes=num_classes,
+                                         spacing=tuple(float(s) for s in spacing))
+    return {"dice": scores.dice.tolist(), "hausdorff95_mm": scores.hausdorff95.tolist(),
+            "assd_mm": scores.assd.tolist()}
 
 
 def _mean(values):

@@ -22,6 +22,8 @@ from ._fastmri import (FastMRIFile, FastMRIHeader, ismrmrd_header_xml, parse_ism
 from ._kspace_set import make_kspace_set
 from ._loader import fastmri_batches, fastmri_slices
 from ._nifti import Volume, read_labels, read_nifti, write_nifti
+from ._seg_set import (make_segmentation_set, phantom_affine, read_segmentation_set,
+                       segmentation_pairs)
 from ._validate import Mismatch, ValidationReport, load_spec, spec_names, validate
 
 __all__ = [
@@ -31,5 +33,6 @@ __all__ = [
     "DicomSeries", "DicomSeriesSummary", "read_qdess_parameters", "QDessParameters",
     "validate", "load_spec", "spec_names",
     "ValidationReport", "Mismatch", "make_kspace_set", "fastmri_batches", "fastmri_slices",
-    "atomic_path",
+    "atomic_path", "make_segmentation_set", "read_segmentation_set", "segmentation_pairs",
+    "phantom_affine",
 ]

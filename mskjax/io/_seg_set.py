@@ -99,7 +99,7 @@ def make_segmentation_set(out: str | os.PathLike, *, train_subjects: int = 16,
 
     from .. import sim
 
-    train_subjects = check_positive_int(train_subjects, "train_subjects", _FUNC)
+    check_positive_int(train_subjects, "train_subjects", _FUNC)
     if isinstance(test_subjects, bool) or not isinstance(test_subjects, int) or test_subjects < 0:
         raise ValueError(f"{_FUNC}: test_subjects must be an integer >= 0, got {test_subjects!r}")
     shape = tuple(shape)
