@@ -11,8 +11,9 @@ echoes, each echo with its own noise.
   axis of the image, every sample is rendered and the signals are averaged (a box-shaped voxel).
 * Receive bias: ``exp(bias * f)`` with ``f`` a random quadratic polynomial of the normalised
   grid coordinates, scaled so that ``f`` spans exactly ``[-1, 1]`` over the field of view: the
-  intensity varies by a factor ``exp(2 * bias)`` from the darkest to the brightest corner, the
-  slow fall-off of a surface receive coil's sensitivity.
+  intensity varies by a factor ``exp(2 * bias)`` from the darkest to the brightest point, the
+  slow fall-off of a surface receive coil's sensitivity (the same field for every subject's
+  echoes and contrasts rendered with one key).
 * Gibbs ringing: the image is Fourier transformed (orthonormal) along its last two spatial axes
   (both axes of a 2D image; superior-inferior and anterior-posterior, the sagittal plane, of a
   volume), the spatial frequencies ``|k| > gibbs * n / 2`` are set to zero, and the result is
