@@ -178,10 +178,14 @@ def project_simplex(v: jax.Array) -> jax.Array:
     which is slow on XLA's CPU backend. Returns ``max(v - theta, 0)``.
     """
     k = v.shape[-1]
+    columns = [v[..., j] for j in range(k)]
 
     def threshold(kept):
-        count = jnp.maximum(jnp.sum(kept, axis=-1, keepdims=True), 1).astype(v.dtype)
-        return (jnp.sum(jnp.where(kept, v, 0), axis=-1, keepdims=True) - 1) / count
+        # sums over the (short) class axis written out: XLA's CPU reductions over a minor
+        # axis of a few entries are several times slower
+        count = sum(kept[..., j].astype(v.dtype) for j in range(k))
+        total = sum(jnp.where(kept[..., j], columns[j], 0) for j in range(k))
+        return ((total - 1) / jnp.maximum(count, 1))[..., None]
 
     def body(state):
         kept, _, i = state
@@ -260,12 +264,13 @@ def _refine(probabilities, image, smoothness, edge_scale, *, spacing, edge_smoot
     bound = (smoothness * weight)[..., None]  # per voxel, shared by the classes
     cost = -jnp.log(jnp.maximum(probabilities, PROBABILITY_FLOOR))
     step = 1.0 / math.sqrt(sum(4.0 / h ** 2 for h in spacing))
+    tiny = jnp.finfo(dtype).tiny
 
     def body(state, _):
         u, u_bar, xi = state
         xi = xi + step * gradient(u_bar, spacing)
-        norm = jnp.sqrt(jnp.sum(xi * xi, axis=0))
-        xi = xi * jnp.minimum(1.0, bound / jnp.maximum(norm, jnp.finfo(dtype).tiny))
+        norm2 = sum(xi[a] * xi[a] for a in range(len(spacing)))
+        xi = xi * jnp.minimum(1.0, bound * jax.lax.rsqrt(jnp.maximum(norm2, tiny)))
         u_new = project_simplex(u + step * (divergence(xi, spacing) - cost))
         return (u_new, 2 * u_new - u, xi), None
 
