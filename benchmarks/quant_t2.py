@@ -277,6 +277,24 @@ def main():
         status_sub = status[chosen]
         dosma_only = {c.name: int(np.sum(d_ok & ~valid_sub & (status_sub == c)))
                       for c in quant.FitStatus if c != quant.FitStatus.VALID}
+        # Which side is off where the two disagree? scipy's curve_fit at its default
+        # tolerances (float64) decides; and the voxels only DOSMA calls valid: their rate
+        # (DOSMA reports 1 / |b| for a growing signal too)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.abs(ours_sub - d_t1rho) / np.abs(d_t1rho)
+        far = both_rho & (rel > 1e-3)
+        signals_sub = t1rho[:, chosen]
+        ref_far, _, _ = curve_fit_loop(tsl, signals_sub[:, far].astype(np.float64))
+        only = d_ok & ~valid_sub
+        ref_only, _, _ = curve_fit_loop(tsl, signals_sub[:, only].astype(np.float64))
+        diagnosis = {
+            "voxels_beyond_1e-3": int(far.sum()),
+            "their_relative_error_vs_curve_fit": {
+                "mskjax": (np.abs(ours_sub[far] - ref_far) / ref_far).tolist(),
+                "dosma": (np.abs(d_t1rho[far] - ref_far) / ref_far).tolist()},
+            "valid_in_dosma_only_growing_per_curve_fit": int(np.sum(ref_only < 0)),
+            "valid_in_dosma_only": int(only.sum()),
+        }
         dosma_t2_slice = statistics.median(report["t2_seconds"]) / slices
         dosma_t1rho_slice = report["t1rho_seconds"] / chosen.size
         results["dosma"] = {
@@ -294,6 +312,7 @@ def main():
                 "agreement": agreement(ours_sub[both_rho], d_t1rho[both_rho]),
                 "valid_in_dosma_only_by_mskjax_status": dosma_only,
                 "valid_in_mskjax_only": int(np.sum(~d_ok & valid_sub)),
+                "diagnosis": diagnosis,
             },
             "speed_ratios_dosma_over_mskjax": {
                 "qdess_t2": dosma_t2_slice / (t2_steady / slices),
@@ -338,6 +357,15 @@ def main():
             print(f"agreement with DOSMA, {name}: {a['voxels']} voxels, median {a['median']:.2e}, "
                   f"p99 {a['p99']:.2e}, max {a['max']:.2e}, within 1e-3: "
                   f"{a['fraction_within_1e-3']:.4%}")
+    if d:
+        g = d["t1rho"]["diagnosis"]
+        errors = g["their_relative_error_vs_curve_fit"]
+        if g["voxels_beyond_1e-3"]:
+            print(f"T1rho voxels beyond 1e-3 of DOSMA: {g['voxels_beyond_1e-3']}; their error "
+                  f"against curve_fit: mskjax max {max(errors['mskjax']):.1e}, DOSMA max "
+                  f"{max(errors['dosma']):.1e}")
+        print(f"T1rho valid in DOSMA only: {g['valid_in_dosma_only']} "
+              f"({g['valid_in_dosma_only_growing_per_curve_fit']} growing signals per curve_fit)")
     a = results["curve_fit_loop"]["agreement_with_mskjax"]
     if a["voxels"]:
         print(f"agreement with the curve_fit loop (T1rho): {a['voxels']} voxels, median "
