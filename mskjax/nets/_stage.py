@@ -7,7 +7,9 @@ The protocol a net implements to be a stage is one method::
 
 which reads the fields it needs from one example's :class:`mskjax.pipeline.Sample` (no batch
 axis) and returns ``sample.replace(<field>=...)``. :class:`E2EVarNet` reads ``kspace`` and
-``mask`` and writes ``image``; :class:`UNet` maps ``image`` to ``image``. Any ``nnx.Module``
+``mask`` and writes ``image``; :class:`UNet` maps ``image`` to ``image``; :class:`SegNet`,
+:class:`TriplanarCNN` and :class:`Segmenter` (which wraps a U-Net or any other dense net for
+segmentation) map ``image`` to ``segmentation``. Any ``nnx.Module``
 with such a method (the other reconstruction nets, a user's own) works with :func:`stage`.
 
 The stage's params are the net's whole ``nnx.State`` (``nnx.split(net)[1]``): its weights

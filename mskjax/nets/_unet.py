@@ -38,7 +38,9 @@ class UNet(nnx.Module):
     ``nnx.merge(graphdef, state)(x)`` inside ``jax.jit``.
 
     ``apply_sample(sample)`` is the pipeline protocol (:func:`mskjax.nets.stage`): it maps
-    ``sample.image`` to ``sample.image``.
+    ``sample.image`` to ``sample.image``. For segmentation build ``UNet(in_chans, num_classes,
+    ndim=2 or 3, ...)`` (logits out) and stage it as ``Segmenter(unet)``, which writes
+    ``sample.segmentation`` (logits, probabilities or labels; optionally by sliding windows).
     """
 
     def __init__(self, in_chans: int, out_chans: int, *, chans: int = 32,
