@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--checkpoint", default=None,
                       help="also reconstruct with a model trained by `mskjax train recon`")
+    demo.add_argument("--seg-steps", type=int, default=300,
+                      help="steps of the small segmentation U-Net trained by the demo "
+                           "(0: no segmentation and T2 map)")
+    demo.add_argument("--seg-checkpoint", default=None,
+                      help="segment with a 2D model trained by `mskjax train seg` instead")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     data = commands.add_parser("data", help="build data sets")
@@ -184,6 +189,7 @@ def main(argv=None) -> int:
                               num_coils=args.num_coils, acceleration=args.acceleration,
                               center_fraction=args.center_fraction, snr_db=args.snr_db,
                               seed=args.seed, checkpoint=args.checkpoint,
+                              seg_steps=args.seg_steps, seg_checkpoint=args.seg_checkpoint,
                               progress=not args.no_progress)
         except (ValueError, TypeError, OSError) as err:
             print(f"mskjax: error: {err}", file=sys.stderr)
@@ -192,7 +198,16 @@ def main(argv=None) -> int:
         for name, scores in report["metrics"].items():
             print(f"  {name:<12} NMSE {scores['nmse']:.4f}  PSNR {scores['psnr_db']:.2f} dB  "
                   f"SSIM {scores['ssim']:.4f}")
-        print(f"wrote {args.out}/figure.png and {args.out}/metrics.json")
+        if "segmentation_t2" in report:
+            seg = report["segmentation_t2"]
+            dice = seg["segmentation"]["dice_per_tissue"]
+            t2 = seg["t2_femoral_cartilage"]
+            print(f"  segmentation Dice: femur {dice['femur']:.3f}, tibia {dice['tibia']:.3f}, "
+                  f"femoral cartilage {dice['femoral_cartilage']:.3f}; femoral cartilage T2 "
+                  f"{t2['predicted_mask_ms']:.1f} ms (true {t2['true_ms']:.0f} ms)")
+            print(f"wrote {args.out}/figure.png, segmentation_t2.png and metrics.json")
+        else:
+            print(f"wrote {args.out}/figure.png and {args.out}/metrics.json")
     if args.command == "data" and args.data_command == "make-kspace-set":
         try:
             from ..io import make_kspace_set

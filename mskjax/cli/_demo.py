@@ -75,15 +75,23 @@ def _figure(path, target, kspace, mask, recons, scores, title):
 
 def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acceleration=4,
              center_fraction=0.08, snr_db=30.0, seed=0, l1_lamda=0.002, checkpoint=None,
-             progress=True) -> dict:
-    """Run the demo and write ``figure.png`` and ``metrics.json`` into ``out``.
+             seg_steps=300, seg_checkpoint=None, progress=True) -> dict:
+    """Run the demo and write ``figure.png``, ``segmentation_t2.png`` and ``metrics.json``
+    into ``out``.
+
+    The segmentation and T2 part (:mod:`mskjax.cli._demo_seg`) uses ``seg_checkpoint`` (a
+    ``mskjax train seg`` run of a 2D model) or trains a small U-Net for ``seg_steps`` steps;
+    ``seg_steps=0`` without a checkpoint leaves it out.
 
     Returns:
         The metrics dictionary that was written.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=6, desc="mskjax demo", unit="step", disable=not progress)
+    if isinstance(seg_steps, bool) or not isinstance(seg_steps, int) or seg_steps < 0:
+        raise ValueError(f"mskjax demo: --seg-steps must be an integer >= 0, got {seg_steps!r}")
+    segment = seg_steps > 0 or seg_checkpoint is not None
+    bar = tqdm(total=6 + segment, desc="mskjax demo", unit="step", disable=not progress)
 
     bar.set_postfix_str("load image")
     if data is None:
@@ -165,6 +173,13 @@ def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acc
                     "devices": [str(d) for d in jax.devices()]},
         "versions": {"mskjax": __version__, "jax": jax.__version__, "numpy": np.__version__},
     }
+    if segment:
+        from ._demo_seg import segmentation_and_t2
+
+        bar.set_postfix_str("segmentation + T2 map")
+        report["segmentation_t2"] = segmentation_and_t2(out, seed=seed, steps=seg_steps,
+                                                        checkpoint=seg_checkpoint)
+        bar.update()
     write_json(out / "metrics.json", report)
     bar.update()
 

@@ -9,14 +9,17 @@ from mskjax.cli import main
 
 def run(tmp_path, *args):
     out = tmp_path / "out"
+    if "--seg-steps" not in args:
+        args = (*args, "--seg-steps", "0")
     code = main(["demo", "--out", str(out), "--no-progress", *args])
     return code, out
 
 
 def test_demo_default_writes_figure_and_metrics(tmp_path, capsys):
-    code, out = run(tmp_path)
+    code, out = run(tmp_path, "--seg-steps", "3")
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["figure.png", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["figure.png", "metrics.json",
+                                                     "segmentation_t2.png"]
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((out / "metrics.json").read_text())
     assert report["coils"] == 8 and report["shape"] == [320, 320]
@@ -34,6 +37,16 @@ def test_demo_default_writes_figure_and_metrics(tmp_path, capsys):
     assert l1["psnr_db"] > zf["psnr_db"] + 4 and l1["ssim"] > zf["ssim"]
     out_text = capsys.readouterr().out
     assert "L1-wavelet" in out_text and "PSNR" in out_text
+    # The segmentation and T2 part: 3 training steps segment nothing well, but the T2 fit in
+    # the exact femoral cartilage must find the phantom's 37 ms (partial volume with fluid
+    # raises it a little).
+    seg = report["segmentation_t2"]
+    assert "3 steps" in seg["segmentation"]["model"]
+    assert set(seg["segmentation"]["dice_per_tissue"]) >= {"femur", "femoral_cartilage"}
+    t2 = seg["t2_femoral_cartilage"]
+    assert t2["true_ms"] == 37.0 and 33.0 < t2["true_mask_ms"] < 46.0
+    assert seg["t2_femoral_cartilage"]["valid_fraction_in_knee"] > 0.95
+    assert "femoral cartilage T2" in out_text
 
 
 def test_demo_less_undersampling_scores_better(tmp_path):
