@@ -297,27 +297,28 @@ def test_segmentation_example():
     assert not np.array_equal(example.labels, other.labels)
     # Deformed labels differ from the phantom's; without deformation they are the phantom's.
     assert not np.array_equal(example.labels, example.phantom.labels)
-    still = sim.segmentation_example(key, shape=shape, deform=False, realistic=False)
+    still = sim.segmentation_example(key, shape=shape, deform=False)
     np.testing.assert_array_equal(still.labels, still.phantom.labels)
+    np.testing.assert_array_equal(still.phantom.labels, example.phantom.labels)
     # Two contrasts of one subject: the first channel is the single-contrast example.
     both = sim.segmentation_example(key, shape=shape, contrast=("pd_fs", "t1_spgr"))
     assert both.image.shape == (2, *shape)
-    np.testing.assert_allclose(both.image[0], example.image, rtol=1e-5, atol=1e-6)
+    # (Compiled for one channel or two, the sample coordinates round differently in float32,
+    # by about 1e-6 voxel; next to an edge that moves a value by about as much of the 99th
+    # percentile, which is 1.)
+    np.testing.assert_allclose(both.image[0], example.image, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(both.labels, example.labels)
     for channel in both.image:
         assert float(jnp.percentile(channel, 99.0)) == pytest.approx(1.0, rel=1e-5)
     fat, muscle = (np.asarray(both.labels) == L[t] for t in ("subcutaneous_fat", "muscle"))
     pd, t1 = (np.asarray(channel) for channel in both.image)
     assert t1[fat].mean() / t1[muscle].mean() > 2 * pd[fat].mean() / pd[muscle].mean()
-    # Without noise, the second channel is the single-contrast example: same phantom, jitter,
-    # texture, bias and deformation.
-    quiet = sim.segmentation_example(key, shape=shape, contrast=("pd_fs", "t1_spgr"), snr=None)
-    alone = sim.segmentation_example(key, shape=shape, contrast="t1_spgr", snr=None)
-    # (Compiled for one channel or two, the sample coordinates round differently in float32,
-    # by about 1e-6 voxel; next to an edge that moves a value by about as much of the 99th
-    # percentile, which is 1.)
-    np.testing.assert_allclose(quiet.image[1], alone.image, rtol=1e-5, atol=1e-5)
-    assert not np.allclose(quiet.image[1], both.image[1], atol=1e-3)  # the noise is not
+    # Each contrast has its own noise: uncorrelated in the background away from the knee
+    # (where partial volume and ringing leave no signal).
+    background = np.asarray(both.labels) == L["background"]
+    far = scipy.ndimage.binary_erosion(background, np.ones((3, 9, 9)), border_value=1)
+    assert far.sum() > 1000
+    assert abs(np.corrcoef(pd[far], t1[far])[0, 1]) < 0.1
     # A sagittal slice from the central half of the knee.
     flat = sim.segmentation_example(key, shape=shape, slice_axis=0)
     assert flat.image.shape == shape[1:] and flat.labels.shape == shape[1:]
