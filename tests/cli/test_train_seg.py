@@ -88,6 +88,7 @@ def test_train_seg_refuses_other_settings_in_the_same_folder(seg_set, unet_run, 
 
 
 @pytest.mark.parametrize("model,config", [("segnet", ["chans=4", "num_pool_layers=2"]),
+                                          ("unet3d", ["chans=2", "num_pool_layers=1"]),
                                           ("triplanar", ["patch_size=18", "chans=[4,4]",
                                                          "hidden=8", "kernel_size=3"])])
 def test_train_seg_other_models(seg_set, tmp_path, model, config):
