@@ -59,7 +59,8 @@ def _train_small_unet(seed: int, steps: int, num_subjects: int = 12):
     state = train.init_train_state(params, optimizer, key=seed)
     step = jax.jit(train.make_train_step(loss_fn, optimizer), donate_argnums=0)
     for s in range(steps):
-        index = train.batch_indices(seed, s, num_examples=len(images), batch_size=4)
+        index = train.batch_indices(seed, s, num_examples=len(images),
+                                    batch_size=min(4, len(images)))
         state, _ = step(state, {"image": images[index], "labels": labels[index]})
     net = train.merge_model(graphdef, state.params, rest)
     net.eval()
