@@ -30,7 +30,8 @@ One training step (:func:`make_cross_contrast_step`), both halves from the same 
    translate-then-segment baseline).
 2. D_S and D_T take one optimiser step on the least-squares losses
    ``lsgan_D(D_T(t), D_T(G(s))) + lsgan_D(D_S(s), D_S(F(t)))`` with the fakes of step 1 (no
-   gradient into the generators), as CycleGAN does.
+   gradient into the generators), as CycleGAN does (which also keeps a pool of 50 earlier
+   fakes to show its discriminators; this step shows them the current ones only).
 
 Arrays are channels-last with a leading batch axis, ``(batch, *spatial, channels)``, float32;
 labels ``(batch, *spatial)`` integers in ``[0, num_classes)``. The state is one pytree
