@@ -35,6 +35,8 @@ from .. import losses, train
 from ..fourier import fftnc, ifftnc
 from ._evaluate import classical_methods, data_files, evaluate_methods, read_fully_sampled
 from ._files import write_json
+from ._run import (check_run, checkpoint_folder, prepare_run_folder, run_training,
+                   write_summary)
 from ._learned import (MODELS, build_model, input_scale, model_spec, num_low_frequencies,
                        reconstruct)
 
@@ -113,15 +115,6 @@ def make_loss(name: str, graphdef, rest, *, acceleration, center_fraction, mask,
     return loss_fn
 
 
-def _check_run(saved: dict, settings: dict, out: Path):
-    differing = [k for k in _RUN_KEYS if saved.get(k) != settings.get(k)]
-    if differing:
-        details = ", ".join(f"{k}: {saved.get(k)!r} there, {settings.get(k)!r} now"
-                            for k in differing)
-        raise ValueError(f"{_TRAIN}: {out} holds a run with other settings ({details}); use "
-                         "another --out, or the same settings to resume it")
-
-
 def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = None,
                 acceleration: int = 4, center_fraction: float = 0.08, mask: str = "equispaced",
                 steps: int = 1000, max_minutes: float | None = None, batch_size: int = 1,
@@ -175,21 +168,14 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
                 "kspace_shape": list(kspace.shape[1:]), "training_slices": len(names)}
     run_config = {"model": {"name": model, "kwargs": full_config}, "train": settings}
 
-    out = Path(out)
-    ckpt = out / "checkpoints"
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{_TRAIN}: --out {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not ckpt.is_dir():
-        raise ValueError(f"{_TRAIN}: --out {out} is not empty and holds no run to resume; use "
-                         "an empty or new folder")
-    ckpt.mkdir(parents=True, exist_ok=True)
+    out, ckpt = prepare_run_folder(out, _TRAIN)
 
     optimizer = _optimizer(lr)
     graphdef, params, rest = train.split_model(net)
     state = train.init_train_state(params, optimizer, key=seed)
     start = train.latest_step(ckpt)
     if start is not None:
-        _check_run(train.read_checkpoint_config(ckpt)["train"], settings, out)
+        check_run(train.read_checkpoint_config(ckpt)["train"], settings, _RUN_KEYS, out, _TRAIN)
         state, _ = train.restore_checkpoint(ckpt, target=state, model=run_config["model"])
     elif init is not None:
         init_config = train.read_checkpoint_config(init)
@@ -198,7 +184,6 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
         restored, _ = train.restore_checkpoint(init, target=init_target,
                                                model=run_config["model"])
         state = train.init_train_state(restored.params, optimizer, key=seed)
-    start = int(state.step)
 
     loss_fn = make_loss(model, graphdef, rest, acceleration=acceleration,
                         center_fraction=center_fraction, mask=mask, augment=augment,
@@ -208,63 +193,22 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
     step_fn = train.data_parallel(train.make_train_step(loss_fn, optimizer), mesh=mesh,
                                   donate_state=True)
 
-    budget = None if max_minutes is None else 60.0 * max_minutes
-    elapsed = 0.0
-    compile_s = None
-    last_saved = start
-    skipped_in_row = 0
-    stop_reason = "steps"
-    with train.MetricsWriter(out / "metrics.jsonl", resume_step=start) as log, \
-            train.ProgressBar(steps, initial=start, keys=("loss",), disable=not progress,
-                              desc=f"training {model}") as bar:
-        for s in range(start, steps):
-            if budget is not None and elapsed >= budget:
-                stop_reason = "max_minutes"
-                break
-            index = train.batch_indices(seed, s, num_examples=kspace.shape[0],
-                                        batch_size=batch_size)
-            tick = time.perf_counter()
-            state, metrics = step_fn(state, {"kspace": kspace[index]})
-            record = log.write(s + 1, metrics)
-            took = time.perf_counter() - tick
-            if compile_s is None:
-                compile_s = took
-            else:
-                elapsed += took
-            bar.update(s + 1, record)
-            skipped_in_row = skipped_in_row + 1 if record.get("skipped") else 0
-            if skipped_in_row >= 10:
-                train.save_checkpoint(ckpt, state, config=run_config)
-                raise ValueError(f"{_TRAIN}: 10 steps in a row had a non-finite loss or "
-                                 f"gradient (last at step {s + 1}); try a lower --lr")
-            if (s + 1) % checkpoint_every == 0:
-                train.save_checkpoint(ckpt, state, config=run_config)
-                last_saved = s + 1
-    final = int(state.step)
-    if final != last_saved:
-        train.save_checkpoint(ckpt, state, config=run_config)
-    records = train.read_metrics(out / "metrics.jsonl")
-    tail = [r["loss"] for r in records[-20:]]
-    summary = {"model": model, "description": spec.description, "config": full_config,
-               "settings": settings, "steps": final, "stopped_by": stop_reason,
-               "first_step_s_including_compilation": compile_s,
-               "training_s_this_session": elapsed,
-               "final_loss_mean_of_last_20": float(np.mean(tail)) if tail else None,
-               "skipped_steps": int(state.skipped), "checkpoint": str(ckpt)}
-    write_json(out / "summary.json", summary)
-    return summary
+    def batch_of(s):
+        index = train.batch_indices(seed, s, num_examples=kspace.shape[0],
+                                    batch_size=batch_size)
+        return {"kspace": kspace[index]}
+
+    state, common = run_training(step_fn, state, batch_of, out=out, ckpt=ckpt,
+                                 run_config=run_config, steps=steps, max_minutes=max_minutes,
+                                 checkpoint_every=checkpoint_every, progress=progress,
+                                 desc=f"training {model}", func=_TRAIN)
+    return write_summary(out, {"model": model, "description": spec.description,
+                               "config": full_config, "settings": settings, **common})
 
 
 def load_trained(checkpoint, func: str = _EVAL):
     """``(name, model, run_config)`` from a ``train recon`` output or checkpoint folder."""
-    path = Path(checkpoint)
-    if (path / "checkpoints").is_dir():
-        path = path / "checkpoints"
-    if not path.is_dir():
-        raise FileNotFoundError(f"{func}: {checkpoint}: no such folder")
-    if train.latest_step(path) is None:
-        raise ValueError(f"{func}: {checkpoint} holds no checkpoint; give the --out folder of "
-                         "`mskjax train recon` or its checkpoints/ folder")
+    path = checkpoint_folder(checkpoint, func, "mskjax train recon")
     config = train.read_checkpoint_config(path)
     model_config = config.get("model", {})
     name = model_config.get("name")

@@ -30,6 +30,8 @@ from .. import losses, metrics, nets, train
 from ..io import read_segmentation_set
 from ..sim import KNEE_LABELS
 from ._files import write_json
+from ._run import (check_run, checkpoint_folder, prepare_run_folder, run_training,
+                   write_summary)
 from ._seg_models import (PATCH_3D, SEG_MODELS, build_seg_model, normalise, seg_model_spec,
                           volume_probabilities)
 
@@ -114,15 +116,6 @@ def make_seg_loss(kind: str, graphdef, rest, *, num_classes: int, patch_size: in
     return loss_fn
 
 
-def _check_run(saved: dict, settings: dict, out: Path):
-    differing = [k for k in _RUN_KEYS if saved.get(k) != settings.get(k)]
-    if differing:
-        details = ", ".join(f"{k}: {saved.get(k)!r} there, {settings.get(k)!r} now"
-                            for k in differing)
-        raise ValueError(f"{_TRAIN}: {out} holds a run with other settings ({details}); use "
-                         "another --out, or the same settings to resume it")
-
-
 def _positive_int(value, label):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{_TRAIN}: {label} must be a positive integer, got {value!r}")
@@ -167,82 +160,30 @@ def train_seg(*, data, out, model: str = "unet", config: dict | None = None,
                 "training_subjects": dataset["names"]}
     run_config = {"model": {"name": model, "kwargs": full_config}, "train": settings}
 
-    out = Path(out)
-    ckpt = out / "checkpoints"
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{_TRAIN}: --out {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not ckpt.is_dir():
-        raise ValueError(f"{_TRAIN}: --out {out} is not empty and holds no run to resume; use "
-                         "an empty or new folder")
-    ckpt.mkdir(parents=True, exist_ok=True)
-
+    out, ckpt = prepare_run_folder(out, _TRAIN)
     optimizer = _optimizer(lr)
     graphdef, params, rest = train.split_model(net)
     state = train.init_train_state(params, optimizer, key=seed)
-    start = train.latest_step(ckpt)
-    if start is not None:
-        _check_run(train.read_checkpoint_config(ckpt)["train"], settings, out)
+    if train.latest_step(ckpt) is not None:
+        check_run(train.read_checkpoint_config(ckpt)["train"], settings, _RUN_KEYS, out, _TRAIN)
         state, _ = train.restore_checkpoint(ckpt, target=state, model=run_config["model"])
-    start = int(state.step)
 
     loss_fn = make_seg_loss(spec.kind, graphdef, rest, num_classes=num_classes,
                             patch_size=patch_size)
     step_fn = jax.jit(train.make_train_step(loss_fn, optimizer), donate_argnums=0)
     sampler = _Sampler(spec.kind, images, dataset["labels"], batch_size, seed, num_classes,
                        patch_size)
-
-    budget = None if max_minutes is None else 60.0 * max_minutes
-    elapsed, compile_s, last_saved, skipped_in_row = 0.0, None, start, 0
-    stop_reason = "steps"
-    with train.MetricsWriter(out / "metrics.jsonl", resume_step=start) as log, \
-            train.ProgressBar(steps, initial=start, keys=("loss",), disable=not progress,
-                              desc=f"training {model}") as bar:
-        for s in range(start, steps):
-            if budget is not None and elapsed >= budget:
-                stop_reason = "max_minutes"
-                break
-            tick = time.perf_counter()
-            state, step_metrics = step_fn(state, sampler(s))
-            record = log.write(s + 1, step_metrics)
-            took = time.perf_counter() - tick
-            if compile_s is None:
-                compile_s = took
-            else:
-                elapsed += took
-            bar.update(s + 1, record)
-            skipped_in_row = skipped_in_row + 1 if record.get("skipped") else 0
-            if skipped_in_row >= 10:
-                train.save_checkpoint(ckpt, state, config=run_config)
-                raise ValueError(f"{_TRAIN}: 10 steps in a row had a non-finite loss or "
-                                 f"gradient (last at step {s + 1}); try a lower --lr")
-            if (s + 1) % checkpoint_every == 0:
-                train.save_checkpoint(ckpt, state, config=run_config)
-                last_saved = s + 1
-    final = int(state.step)
-    if final != last_saved:
-        train.save_checkpoint(ckpt, state, config=run_config)
-    records = train.read_metrics(out / "metrics.jsonl")
-    tail = [r["loss"] for r in records[-20:]]
-    summary = {"model": model, "description": spec.description, "config": full_config,
-               "settings": settings, "steps": final, "stopped_by": stop_reason,
-               "first_step_s_including_compilation": compile_s,
-               "training_s_this_session": elapsed,
-               "final_loss_mean_of_last_20": float(np.mean(tail)) if tail else None,
-               "skipped_steps": int(state.skipped), "checkpoint": str(ckpt)}
-    write_json(out / "summary.json", summary)
-    return summary
+    state, common = run_training(step_fn, state, sampler, out=out, ckpt=ckpt,
+                                 run_config=run_config, steps=steps, max_minutes=max_minutes,
+                                 checkpoint_every=checkpoint_every, progress=progress,
+                                 desc=f"training {model}", func=_TRAIN)
+    return write_summary(out, {"model": model, "description": spec.description,
+                               "config": full_config, "settings": settings, **common})
 
 
 def load_trained_seg(checkpoint, func: str = _EVAL):
     """``(name, model, run_config)`` from a ``train seg`` output or checkpoint folder."""
-    path = Path(checkpoint)
-    if (path / "checkpoints").is_dir():
-        path = path / "checkpoints"
-    if not path.is_dir():
-        raise FileNotFoundError(f"{func}: {checkpoint}: no such folder")
-    if train.latest_step(path) is None:
-        raise ValueError(f"{func}: {checkpoint} holds no checkpoint; give the --out folder of "
-                         "`mskjax train seg` or its checkpoints/ folder")
+    path = checkpoint_folder(checkpoint, func, "mskjax train seg")
     config = train.read_checkpoint_config(path)
     model_config = config.get("model", {})
     name = model_config.get("name")

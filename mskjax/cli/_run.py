@@ -1,0 +1,108 @@
+"""What the training commands share: the run folder, resuming, the loop, the summary.
+
+A run folder holds ``checkpoints/`` (orbax, atomic), ``metrics.jsonl`` (one line per step) and
+``summary.json``. The same command on the same folder resumes the run; a folder holding a run
+with other settings, or anything else, is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import train
+from ._files import write_json
+
+
+def prepare_run_folder(out, func: str) -> tuple[Path, Path]:
+    """``(out, out/checkpoints)``, created; refuses a file or a non-empty non-run folder."""
+    out = Path(out)
+    ckpt = out / "checkpoints"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{func}: --out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not ckpt.is_dir():
+        raise ValueError(f"{func}: --out {out} is not empty and holds no run to resume; use "
+                         "an empty or new folder")
+    ckpt.mkdir(parents=True, exist_ok=True)
+    return out, ckpt
+
+
+def check_run(saved: dict, settings: dict, keys, out: Path, func: str):
+    """Refuse to resume a run whose settings ``keys`` differ from ``settings``."""
+    differing = [k for k in keys if saved.get(k) != settings.get(k)]
+    if differing:
+        details = ", ".join(f"{k}: {saved.get(k)!r} there, {settings.get(k)!r} now"
+                            for k in differing)
+        raise ValueError(f"{func}: {out} holds a run with other settings ({details}); use "
+                         "another --out, or the same settings to resume it")
+
+
+def run_training(step_fn: Callable, state, batch_of: Callable[[int], Any], *, out: Path,
+                 ckpt: Path, run_config: dict, steps: int, max_minutes: float | None,
+                 checkpoint_every: int, progress: bool, desc: str, func: str):
+    """Train from ``state.step`` to ``steps`` (or ``max_minutes`` of training time, compile
+    apart), logging every step and checkpointing every ``checkpoint_every`` steps and at the
+    end.
+
+    Returns:
+        ``(state, summary)``: the summary's fields common to every training command.
+    """
+    start = int(state.step)
+    budget = None if max_minutes is None else 60.0 * max_minutes
+    elapsed, compile_s, last_saved, skipped_in_row = 0.0, None, start, 0
+    stop_reason = "steps"
+    with train.MetricsWriter(out / "metrics.jsonl", resume_step=start) as log, \
+            train.ProgressBar(steps, initial=start, keys=("loss",), disable=not progress,
+                              desc=desc) as bar:
+        for s in range(start, steps):
+            if budget is not None and elapsed >= budget:
+                stop_reason = "max_minutes"
+                break
+            tick = time.perf_counter()
+            state, metrics = step_fn(state, batch_of(s))
+            record = log.write(s + 1, metrics)
+            took = time.perf_counter() - tick
+            if compile_s is None:
+                compile_s = took
+            else:
+                elapsed += took
+            bar.update(s + 1, record)
+            skipped_in_row = skipped_in_row + 1 if record.get("skipped") else 0
+            if skipped_in_row >= 10:
+                train.save_checkpoint(ckpt, state, config=run_config)
+                raise ValueError(f"{func}: 10 steps in a row had a non-finite loss or "
+                                 f"gradient (last at step {s + 1}); try a lower --lr")
+            if (s + 1) % checkpoint_every == 0:
+                train.save_checkpoint(ckpt, state, config=run_config)
+                last_saved = s + 1
+    final = int(state.step)
+    if final != last_saved:
+        train.save_checkpoint(ckpt, state, config=run_config)
+    records = train.read_metrics(out / "metrics.jsonl")
+    tail = [r["loss"] for r in records[-20:]]
+    return state, {"steps": final, "stopped_by": stop_reason,
+                   "first_step_s_including_compilation": compile_s,
+                   "training_s_this_session": elapsed,
+                   "final_loss_mean_of_last_20": float(np.mean(tail)) if tail else None,
+                   "skipped_steps": int(state.skipped), "checkpoint": str(ckpt)}
+
+
+def write_summary(out: Path, summary: dict) -> dict:
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def checkpoint_folder(checkpoint, func: str, command: str) -> Path:
+    """The ``checkpoints/`` folder of a run folder (or the folder itself), checked."""
+    path = Path(checkpoint)
+    if (path / "checkpoints").is_dir():
+        path = path / "checkpoints"
+    if not path.is_dir():
+        raise FileNotFoundError(f"{func}: {checkpoint}: no such folder")
+    if train.latest_step(path) is None:
+        raise ValueError(f"{func}: {checkpoint} holds no checkpoint; give the --out folder of "
+                         f"`{command}` or its checkpoints/ folder")
+    return path
