@@ -9,7 +9,8 @@ and once clean. Each subject is rendered in one contrast drawn from ``--contrast
 subjects train, ``--test-subjects`` other subjects are scored (never trained on).
 
 Nets (``mskjax train seg``, sizes of ``mskjax.cli._seg_models.SEG_MODELS``): ``unet`` and
-``segnet`` on sagittal slices, ``triplanar`` per voxel, ``unet3d`` on 32 x 64 x 64 patches;
+``segnet`` on sagittal slices (random 96 x 96 crops in training, slices drawn in proportion
+to the tissues they show, batch 4), ``triplanar`` per voxel (256 class-balanced voxels a step), ``unet3d`` on 32 x 64 x 64 patches;
 each trained for ``--minutes`` of training time (compile apart), Adam 1e-3, soft Dice +
 cross-entropy. A U-Net trained on the clean rendering of the same subjects is scored on the
 realistic test subjects (``unet-clean``): what training on the easy phantom is worth.
@@ -135,7 +136,9 @@ def main(argv=None):
     parser.add_argument("--test-subjects", type=int, default=4)
     parser.add_argument("--shape", type=int, nargs=3, default=[64, 128, 128])
     parser.add_argument("--contrasts", default="pd_fs,qdess,t1_spgr")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--crop", type=int, default=96,
+                        help="random square crops of the 2D nets' training slices")
     parser.add_argument("--voxel-batch", type=int, default=256,
                         help="voxels per step of the triplanar CNN")
     parser.add_argument("--seed", type=int, default=0)
@@ -171,8 +174,9 @@ def main(argv=None):
             batch = args.voxel_batch if model == "triplanar" else args.batch_size
             if model == "unet3d":
                 batch = 2
+            crop = args.crop if model in ("unet", "segnet") else None
             train_seg(data=data, out=run, model=model, steps=100000, max_minutes=args.minutes,
-                      batch_size=batch, seed=args.seed, checkpoint_every=500)
+                      batch_size=batch, seed=args.seed, crop=crop, checkpoint_every=500)
         summaries[net] = json.loads((run / "summary.json").read_text())
         log(f"{net}: {summaries[net]['steps']} steps, "
             f"{summaries[net]['training_s_this_session']:.0f} s of training")

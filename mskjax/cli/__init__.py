@@ -120,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     ts.add_argument("--batch-size", type=int, default=8)
     ts.add_argument("--lr", type=float, default=1e-3)
     ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument("--crop", type=int, default=None,
+                    help="train the 2D models on random square crops of this many pixels")
     ts.add_argument("--checkpoint-every", type=int, default=200)
     ts.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -295,7 +297,7 @@ def main(argv=None) -> int:
                 data=args.data, out=args.out, model=args.model,
                 config=parse_config(args.config, "mskjax train seg"),
                 num_classes=args.num_classes, steps=args.steps, max_minutes=args.max_minutes,
-                batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                batch_size=args.batch_size, lr=args.lr, seed=args.seed, crop=args.crop,
                 checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
         except (ValueError, TypeError, OSError) as err:
             print(f"mskjax: error: {err}", file=sys.stderr)

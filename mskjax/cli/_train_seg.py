@@ -5,10 +5,13 @@ or any folder of ``<name>_image.nii.gz`` / ``<name>_labels.nii.gz`` pairs on one
 memory, normalises each image by its 99th percentile, and minimises the sum of soft Dice and
 cross-entropy (:func:`mskjax.losses.dice_ce_loss`; cross-entropy alone for the per-voxel
 triplanar CNN) with Adam and gradient clipping at norm 1. Each step draws, from ``(seed,
-step)``: the examples (sagittal slices, 3D patches, or class-balanced voxels, by model), and
-per example an intensity scale (0.8 to 1.25) and gamma (0.8 to 1.25), so a run stopped and
-resumed ends with the parameters of an uninterrupted run. The ``test/`` subjects are never
-read.
+step)``: the examples, and per example an intensity scale (0.8 to 1.25) and gamma (0.8 to
+1.25), so a run stopped and resumed ends with the parameters of an uninterrupted run. The
+examples are, by model: sagittal slices, each drawn with a probability proportional to the
+number of tissues it shows (slices through the joint more often than slices of muscle and fat
+at the edges of the field of view), cropped at random to ``crop`` pixels when given (the 2D
+nets are fully convolutional and segment whole slices); 3D patches at random positions; or
+voxels balanced over classes. The ``test/`` subjects are never read.
 
 Output folder: ``checkpoints/`` (orbax, atomic, the configuration beside the arrays),
 ``metrics.jsonl`` (one line per step), ``summary.json``.
@@ -37,7 +40,7 @@ from ._seg_models import (PATCH_3D, SEG_MODELS, build_seg_model, normalise, seg_
 
 _TRAIN = "mskjax train seg"
 _EVAL = "mskjax eval seg"
-_RUN_KEYS = ("model", "config", "num_classes", "batch_size", "lr", "seed", "data")
+_RUN_KEYS = ("model", "config", "num_classes", "batch_size", "lr", "seed", "crop", "data")
 
 
 def _optimizer(lr: float):
@@ -56,9 +59,15 @@ class _Sampler:
     """The examples of each step, a pure function of ``(seed, step)``."""
 
     def __init__(self, kind: str, images: np.ndarray, labels: np.ndarray, batch_size: int,
-                 seed: int, num_classes: int, patch_size: int):
+                 seed: int, num_classes: int, patch_size: int, crop: int | None = None):
         self.kind, self.images, self.labels = kind, images, labels
-        self.batch_size, self.seed, self.patch_size = batch_size, seed, patch_size
+        self.batch_size, self.seed, self.patch_size, self.crop = batch_size, seed, patch_size, crop
+        if kind == "slice":
+            # P(slice) proportional to the number of labels it shows
+            present = np.zeros(labels.shape[:2], dtype=np.float64)
+            for c in range(num_classes):
+                present += np.any(labels == c, axis=(2, 3))
+            self.weights = (present / present.sum()).ravel()
         if kind == "voxel":
             # Class-balanced voxel sampling: the voxels of each class, per subject.
             self.where = [[np.flatnonzero(lab.ravel() == c) for c in range(num_classes)]
@@ -68,11 +77,17 @@ class _Sampler:
         n, sx = self.images.shape[:2]
         rng = np.random.default_rng([self.seed, step])
         if self.kind == "slice":
-            index = train.batch_indices(self.seed, step, num_examples=n * sx,
-                                        batch_size=self.batch_size)
-            subject, slice_ = np.divmod(np.asarray(index), sx)
-            return {"image": self.images[subject, slice_][..., None],
-                    "labels": self.labels[subject, slice_].astype(np.int32)}
+            index = rng.choice(n * sx, size=self.batch_size, p=self.weights)
+            subject, slice_ = np.divmod(index, sx)
+            image, labels = self.images[subject, slice_], self.labels[subject, slice_]
+            if self.crop is not None:
+                rows, cols = image.shape[1:]
+                r = rng.integers(0, rows - self.crop + 1, size=self.batch_size)
+                c = rng.integers(0, cols - self.crop + 1, size=self.batch_size)
+                pick = [(slice(a, a + self.crop), slice(b, b + self.crop)) for a, b in zip(r, c)]
+                image = np.stack([im[p] for im, p in zip(image, pick)])
+                labels = np.stack([lab[p] for lab, p in zip(labels, pick)])
+            return {"image": image[..., None], "labels": labels.astype(np.int32)}
         if self.kind == "patch":
             shape = self.images.shape[1:]
             size = [min(p, s) for p, s in zip(PATCH_3D, shape)]
@@ -124,7 +139,8 @@ def _positive_int(value, label):
 def train_seg(*, data, out, model: str = "unet", config: dict | None = None,
               num_classes: int = len(KNEE_LABELS), steps: int = 2000,
               max_minutes: float | None = None, batch_size: int = 8, lr: float = 1e-3,
-              seed: int = 0, checkpoint_every: int = 200, progress: bool = True) -> dict:
+              seed: int = 0, crop: int | None = None, checkpoint_every: int = 200,
+              progress: bool = True) -> dict:
     """Train a segmentation model (module docstring); returns the summary (also written).
 
     Args:
@@ -138,6 +154,8 @@ def train_seg(*, data, out, model: str = "unet", config: dict | None = None,
         batch_size: slices, patches or voxels per step (by model).
         lr: Adam's learning rate.
         seed: the weights, the batches and the augmentation.
+        crop: train the 2D models on random square crops of this many pixels (None: whole
+            slices).
         checkpoint_every: steps between checkpoints (and one at the end).
         progress: show a progress bar.
     """
@@ -150,11 +168,18 @@ def train_seg(*, data, out, model: str = "unet", config: dict | None = None,
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"{_TRAIN}: lr must be positive, got {lr!r}")
     dataset = read_segmentation_set(data, split="train", num_classes=num_classes)
+    if crop is not None:
+        if spec.kind != "slice":
+            raise ValueError(f"{_TRAIN}: crop is for the 2D models (unet, segnet), not {model}")
+        _positive_int(crop, "crop")
+        if crop > min(dataset["images"].shape[2:]):
+            raise ValueError(f"{_TRAIN}: crop {crop} exceeds the slices "
+                             f"{dataset['images'].shape[2:]}")
     images = np.stack([normalise(v) for v in dataset["images"]])
     net, full_config = build_seg_model(model, config, num_classes, seed, _TRAIN)
     patch_size = int(getattr(net, "patch_size", 0))
     settings = {"model": model, "config": full_config, "num_classes": num_classes,
-                "batch_size": batch_size, "lr": lr, "seed": seed,
+                "batch_size": batch_size, "lr": lr, "seed": seed, "crop": crop,
                 "data": str(Path(data).resolve()), "volume_shape": list(images.shape[1:]),
                 "voxel_size_mm": [float(v) for v in dataset["voxel_size"]],
                 "training_subjects": dataset["names"]}
@@ -172,7 +197,7 @@ def train_seg(*, data, out, model: str = "unet", config: dict | None = None,
                             patch_size=patch_size)
     step_fn = jax.jit(train.make_train_step(loss_fn, optimizer), donate_argnums=0)
     sampler = _Sampler(spec.kind, images, dataset["labels"], batch_size, seed, num_classes,
-                       patch_size)
+                       patch_size, crop)
     state, common = run_training(step_fn, state, sampler, out=out, ckpt=ckpt,
                                  run_config=run_config, steps=steps, max_minutes=max_minutes,
                                  checkpoint_every=checkpoint_every, progress=progress,

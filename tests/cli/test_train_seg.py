@@ -172,3 +172,33 @@ def test_train_seg_rejects_labels_out_of_range(seg_set, tmp_path, capsys):
                  str(tmp_path / "r"), "--num-classes", "4", "--steps", "1", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "outside 0..3" in err
+
+
+def test_train_seg_random_crops(seg_set, tmp_path, capsys):
+    from mskjax.cli._train_seg import _Sampler
+    from mskjax.io import read_segmentation_set
+
+    run = tmp_path / "crop"
+    assert main(["train", "seg", "--model", "unet", "--data", str(seg_set), "--out", str(run),
+                 "--steps", "2", "--batch-size", "2", "--crop", "16", "--config", "chans=4",
+                 "num_pool_layers=2", "--no-progress"]) == 0
+    assert json.loads((run / "summary.json").read_text())["settings"]["crop"] == 16
+    # the crops are windows of the training slices, at the sampled positions
+    data = read_segmentation_set(seg_set)
+    sampler = _Sampler("slice", data["images"], data["labels"], 3, 0, 16, 0, crop=16)
+    batch = sampler(5)
+    assert batch["image"].shape == (3, 16, 16, 1) and batch["labels"].shape == (3, 16, 16)
+    for image, labels in zip(batch["image"][..., 0], batch["labels"]):
+        hits = [(n, s, r, c) for n in range(2) for s in range(16) for r in range(17)
+                for c in range(17)
+                if np.array_equal(data["images"][n, s, r:r + 16, c:c + 16], image)]
+        assert hits
+        n, s, r, c = hits[0]
+        np.testing.assert_array_equal(data["labels"][n, s, r:r + 16, c:c + 16], labels)
+    # slices are drawn in proportion to the number of labels they show
+    shown = np.array([[len(np.unique(data["labels"][n, s])) for s in range(16)]
+                      for n in range(2)], dtype=float).ravel()
+    np.testing.assert_allclose(sampler.weights, shown / shown.sum())
+    assert main(["train", "seg", "--model", "unet", "--data", str(seg_set), "--out",
+                 str(tmp_path / "big"), "--crop", "40", "--steps", "1", "--no-progress"]) == 2
+    assert "crop 40 exceeds" in capsys.readouterr().err
