@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--checkpoint", default=None,
                       help="also reconstruct with a model trained by `mskjax train recon`")
-    demo.add_argument("--seg-steps", type=int, default=300,
+    demo.add_argument("--seg-steps", type=int, default=1000,
                       help="steps of the small segmentation U-Net trained by the demo "
                            "(0: no segmentation and T2 map)")
     demo.add_argument("--seg-checkpoint", default=None,

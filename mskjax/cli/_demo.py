@@ -75,7 +75,7 @@ def _figure(path, target, kspace, mask, recons, scores, title):
 
 def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acceleration=4,
              center_fraction=0.08, snr_db=30.0, seed=0, l1_lamda=0.002, checkpoint=None,
-             seg_steps=300, seg_checkpoint=None, progress=True) -> dict:
+             seg_steps=1000, seg_checkpoint=None, progress=True) -> dict:
     """Run the demo and write ``figure.png``, ``segmentation_t2.png`` and ``metrics.json``
     into ``out``.
 
