@@ -12,9 +12,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import optax
 
 from .. import train
 from ._files import write_json
+
+
+def optimizer(lr: float):
+    """Adam with gradient clipping at global norm 1, the optimiser of every training command."""
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))
 
 
 def prepare_run_folder(out, func: str) -> tuple[Path, Path]:
@@ -38,6 +44,19 @@ def check_run(saved: dict, settings: dict, keys, out: Path, func: str):
                             for k in differing)
         raise ValueError(f"{func}: {out} holds a run with other settings ({details}); use "
                          "another --out, or the same settings to resume it")
+
+
+def start_state(net, opt, *, ckpt: Path, settings: dict, keys, run_config: dict, out: Path,
+                seed: int, func: str):
+    """``(graphdef, rest, state, resumed)``: a fresh train state of ``net``, or the run in
+    ``ckpt`` when it holds one (its settings ``keys`` must equal ``settings``)."""
+    graphdef, params, rest = train.split_model(net)
+    state = train.init_train_state(params, opt, key=seed)
+    resumed = train.latest_step(ckpt) is not None
+    if resumed:
+        check_run(train.read_checkpoint_config(ckpt)["train"], settings, keys, out, func)
+        state, _ = train.restore_checkpoint(ckpt, target=state, model=run_config["model"])
+    return graphdef, rest, state, resumed
 
 
 def run_training(step_fn: Callable, state, batch_of: Callable[[int], Any], *, out: Path,
@@ -93,6 +112,16 @@ def run_training(step_fn: Callable, state, batch_of: Callable[[int], Any], *, ou
 def write_summary(out: Path, summary: dict) -> dict:
     write_json(out / "summary.json", summary)
     return summary
+
+
+def restore_trained(path: Path, net, model_config: dict, lr: float):
+    """``net`` with the parameters of the latest checkpoint in ``path``, in eval mode."""
+    graphdef, params, rest = train.split_model(net)
+    target = train.init_train_state(params, optimizer(lr), key=0)
+    state, _ = train.restore_checkpoint(path, target=target, model=model_config)
+    net = train.merge_model(graphdef, state.params, rest)
+    net.eval()
+    return net
 
 
 def checkpoint_folder(checkpoint, func: str, command: str) -> Path:

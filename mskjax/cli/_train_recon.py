@@ -28,15 +28,14 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from .. import losses, train
 from ..fourier import fftnc, ifftnc
 from ._evaluate import classical_methods, data_files, evaluate_methods, read_fully_sampled
 from ._files import write_json
-from ._run import (check_run, checkpoint_folder, prepare_run_folder, run_training,
-                   write_summary)
+from ._run import (checkpoint_folder, optimizer, prepare_run_folder, restore_trained,
+                   run_training, start_state, write_summary)
 from ._learned import (MODELS, build_model, input_scale, model_spec, num_low_frequencies,
                        reconstruct)
 
@@ -45,10 +44,6 @@ _EVAL = "mskjax eval recon"
 #: The settings that define a run (a resumed run must repeat them).
 _RUN_KEYS = ("model", "config", "acceleration", "center_fraction", "mask", "batch_size", "lr",
              "seed", "augment", "patch_rows", "data")
-
-
-def _optimizer(lr: float):
-    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))
 
 
 def load_training_set(folder, func: str = _TRAIN) -> tuple[np.ndarray, list[str]]:
@@ -170,27 +165,23 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
 
     out, ckpt = prepare_run_folder(out, _TRAIN)
 
-    optimizer = _optimizer(lr)
-    graphdef, params, rest = train.split_model(net)
-    state = train.init_train_state(params, optimizer, key=seed)
-    start = train.latest_step(ckpt)
-    if start is not None:
-        check_run(train.read_checkpoint_config(ckpt)["train"], settings, _RUN_KEYS, out, _TRAIN)
-        state, _ = train.restore_checkpoint(ckpt, target=state, model=run_config["model"])
-    elif init is not None:
-        init_config = train.read_checkpoint_config(init)
-        init_optimizer = _optimizer(init_config["train"]["lr"])
-        init_target = train.init_train_state(params, init_optimizer, key=seed)
+    opt = optimizer(lr)
+    graphdef, rest, state, resumed = start_state(net, opt, ckpt=ckpt, settings=settings,
+                                                 keys=_RUN_KEYS, run_config=run_config, out=out,
+                                                 seed=seed, func=_TRAIN)
+    if not resumed and init is not None:
+        init_optimizer = optimizer(train.read_checkpoint_config(init)["train"]["lr"])
+        init_target = train.init_train_state(state.params, init_optimizer, key=seed)
         restored, _ = train.restore_checkpoint(init, target=init_target,
                                                model=run_config["model"])
-        state = train.init_train_state(restored.params, optimizer, key=seed)
+        state = train.init_train_state(restored.params, opt, key=seed)
 
     loss_fn = make_loss(model, graphdef, rest, acceleration=acceleration,
                         center_fraction=center_fraction, mask=mask, augment=augment,
                         kspace_shape=kspace.shape, patch_rows=patch_rows)
     devices = jax.devices()
     mesh = train.batch_mesh(devices[:math.gcd(batch_size, len(devices))])
-    step_fn = train.data_parallel(train.make_train_step(loss_fn, optimizer), mesh=mesh,
+    step_fn = train.data_parallel(train.make_train_step(loss_fn, opt), mesh=mesh,
                                   donate_state=True)
 
     def batch_of(s):
@@ -216,12 +207,7 @@ def load_trained(checkpoint, func: str = _EVAL):
         raise ValueError(f"{func}: {checkpoint} holds a {name!r} model, not a reconstruction "
                          f"model ({sorted(MODELS)})")
     net, _ = build_model(name, model_config.get("kwargs"), 0, func)
-    graphdef, params, rest = train.split_model(net)
-    lr = config.get("train", {}).get("lr", 1e-3)
-    target = train.init_train_state(params, _optimizer(lr), key=0)
-    state, _ = train.restore_checkpoint(path, target=target, model=model_config)
-    net = train.merge_model(graphdef, state.params, rest)
-    net.eval()
+    net = restore_trained(path, net, model_config, config.get("train", {}).get("lr", 1e-3))
     return name, net, {**config, "step": train.latest_step(path)}
 
 

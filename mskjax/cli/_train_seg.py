@@ -27,24 +27,19 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from .. import losses, metrics, nets, train
 from ..io import read_segmentation_set
 from ..sim import KNEE_LABELS
 from ._files import write_json
-from ._run import (check_run, checkpoint_folder, prepare_run_folder, run_training,
-                   write_summary)
+from ._run import (checkpoint_folder, optimizer, prepare_run_folder, restore_trained,
+                   run_training, start_state, write_summary)
 from ._seg_models import (PATCH_3D, SEG_MODELS, build_seg_model, normalise, seg_model_spec,
                           volume_probabilities)
 
 _TRAIN = "mskjax train seg"
 _EVAL = "mskjax eval seg"
 _RUN_KEYS = ("model", "config", "num_classes", "batch_size", "lr", "seed", "crop", "data")
-
-
-def _optimizer(lr: float):
-    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))
 
 
 def _augment(key, x):
@@ -186,16 +181,14 @@ def train_seg(*, data, out, model: str = "unet", config: dict | None = None,
     run_config = {"model": {"name": model, "kwargs": full_config}, "train": settings}
 
     out, ckpt = prepare_run_folder(out, _TRAIN)
-    optimizer = _optimizer(lr)
-    graphdef, params, rest = train.split_model(net)
-    state = train.init_train_state(params, optimizer, key=seed)
-    if train.latest_step(ckpt) is not None:
-        check_run(train.read_checkpoint_config(ckpt)["train"], settings, _RUN_KEYS, out, _TRAIN)
-        state, _ = train.restore_checkpoint(ckpt, target=state, model=run_config["model"])
+    opt = optimizer(lr)
+    graphdef, rest, state, _ = start_state(net, opt, ckpt=ckpt, settings=settings,
+                                           keys=_RUN_KEYS, run_config=run_config, out=out,
+                                           seed=seed, func=_TRAIN)
 
     loss_fn = make_seg_loss(spec.kind, graphdef, rest, num_classes=num_classes,
                             patch_size=patch_size)
-    step_fn = jax.jit(train.make_train_step(loss_fn, optimizer), donate_argnums=0)
+    step_fn = jax.jit(train.make_train_step(loss_fn, opt), donate_argnums=0)
     sampler = _Sampler(spec.kind, images, dataset["labels"], batch_size, seed, num_classes,
                        patch_size, crop)
     state, common = run_training(step_fn, state, sampler, out=out, ckpt=ckpt,
@@ -217,11 +210,7 @@ def load_trained_seg(checkpoint, func: str = _EVAL):
                          f"model ({sorted(SEG_MODELS)})")
     num_classes = config["train"]["num_classes"]
     net, _ = build_seg_model(name, model_config.get("kwargs"), num_classes, 0, func)
-    graphdef, params, rest = train.split_model(net)
-    target = train.init_train_state(params, _optimizer(config["train"]["lr"]), key=0)
-    state, _ = train.restore_checkpoint(path, target=target, model=model_config)
-    net = train.merge_model(graphdef, state.params, rest)
-    net.eval()
+    net = restore_trained(path, net, model_config, config["train"]["lr"])
     return name, net, {**config, "step": train.latest_step(path)}
 
 
