@@ -17,6 +17,7 @@ and is stored with the checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -88,31 +89,33 @@ def normalise(volume: np.ndarray) -> np.ndarray:
     return volume / scale
 
 
+@functools.lru_cache(maxsize=8)
+def _probabilities_fn(graphdef, kind: str):
+    """``fn(state, x)`` -> class probabilities, jitted once per net structure (not per call:
+    a volume after the first reuses the compiled program)."""
+
+    def probabilities(state, x):
+        model = nnx.merge(graphdef, state)
+        logits = model.segment(x, slice_batch=16) if kind == "voxel" else model(x)
+        return jax.nn.softmax(logits, axis=-1)
+
+    return jax.jit(probabilities)
+
+
 def volume_probabilities(name: str, model: nnx.Module, volume: Any, *, num_classes: int,
                          batch_size: int = 8) -> np.ndarray:
     """Class probabilities ``(x, y, z, num_classes)`` float32 of a normalised volume."""
     kind = SEG_MODELS[name].kind
     graphdef, state = nnx.split(model)
+    probabilities = functools.partial(_probabilities_fn(graphdef, kind), state)
     volume = np.asarray(volume, dtype=np.float32)
-
-    @jax.jit
-    def logits_of(state, x):
-        return nnx.merge(graphdef, state)(x)
-
     if kind == "slice":
-        out = []
-        for start in range(0, volume.shape[0], batch_size):
-            x = jnp.asarray(volume[start:start + batch_size, ..., None])
-            out.append(np.asarray(jax.nn.softmax(logits_of(state, x), axis=-1)))
-        return np.concatenate(out)
+        return np.concatenate([
+            np.asarray(probabilities(jnp.asarray(volume[start:start + batch_size, ..., None])))
+            for start in range(0, volume.shape[0], batch_size)])
     if kind == "patch":
-        probs = nets.sliding_window_inference(
-            lambda x: jax.nn.softmax(logits_of(state, x), axis=-1), volume[..., None],
-            window=PATCH_3D, overlap=0.5, batch_size=1, num_classes=num_classes)
+        probs = nets.sliding_window_inference(probabilities, volume[..., None], window=PATCH_3D,
+                                              overlap=0.5, batch_size=1,
+                                              num_classes=num_classes)
         return np.asarray(probs, dtype=np.float32)
-    @jax.jit
-    def voxels(state, x):
-        logits = nnx.merge(graphdef, state).segment(x, slice_batch=16)
-        return jax.nn.softmax(logits, axis=-1)
-
-    return np.asarray(voxels(state, jnp.asarray(volume[None, ..., None]))[0], dtype=np.float32)
+    return np.asarray(probabilities(jnp.asarray(volume[None, ..., None]))[0], dtype=np.float32)
