@@ -93,6 +93,33 @@ def check_interval(value, name: str, func: str, *, low=None, high=None, low_open
         raise ValueError(f"{func}: {name} must be in {lb}{lo}, {hi}{hb}, got {value!r}")
 
 
+def check_spacing(spacing, ndim: int, func: str, *, what: str = "array",
+                  optional: bool = True) -> tuple[float, ...]:
+    """``spacing`` (mm per voxel) as ``ndim`` floats: one number for every axis or one per
+    axis, finite and positive; ``None`` means 1 mm when ``optional``. ``what`` names the array
+    in the message (``"label map"``, ``"mask"``, ``"image"``)."""
+    if spacing is None and optional:
+        return (1.0,) * ndim
+    values = None
+    if not isinstance(spacing, (bool, str, bytes)):
+        try:
+            values = np.asarray(spacing, dtype=np.float64)
+        except (TypeError, ValueError):
+            values = None
+    if values is None:
+        allowed = "None, a number" if optional else "a number"
+        raise TypeError(f"{func}: spacing must be {allowed} or a sequence of {ndim} numbers "
+                        f"(mm), got {spacing!r}")
+    if values.ndim == 0:
+        values = np.full(ndim, float(values))
+    elif values.shape != (ndim,):
+        raise ValueError(f"{func}: spacing must have one value per axis ({ndim} for a "
+                         f"{ndim}-D {what}), got {spacing!r}")
+    if not np.all(np.isfinite(values) & (values > 0)):
+        raise ValueError(f"{func}: spacing must be finite and positive (mm), got {spacing!r}")
+    return tuple(float(v) for v in values)
+
+
 def check_positive_int(value, name: str, func: str, *, minimum: int = 1):
     """Raise ValueError unless ``value`` is an integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:

@@ -49,7 +49,7 @@ from jax.typing import ArrayLike
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from .._checks import as_array, check_positive_int
+from .._checks import as_array, check_positive_int, check_spacing
 
 #: Percentile of :func:`hausdorff95`.
 PERCENTILE = 95.0
@@ -99,31 +99,7 @@ def _check_inputs(pred, target, num_classes, spacing, func):
             shown = ", ".join(str(v) for v in bad[:8]) + (", ..." if bad.size > 8 else "")
             raise ValueError(f"{func}: {name} holds labels outside 0..{num_classes - 1} "
                              f"(num_classes={num_classes}): {shown}")
-    return pred, target, _check_spacing(spacing, pred.ndim, func)
-
-
-def _check_spacing(spacing, ndim, func):
-    """``spacing`` as ``ndim`` floats: None (1 mm), one number for every axis, or one per axis."""
-    if spacing is None:
-        return (1.0,) * ndim
-    if isinstance(spacing, bool) or isinstance(spacing, (str, bytes)):
-        values = None
-    else:
-        try:
-            values = np.asarray(spacing, dtype=np.float64)
-        except (TypeError, ValueError):
-            values = None
-    if values is None:
-        raise TypeError(f"{func}: spacing must be None, a number or a sequence of {ndim} numbers "
-                        f"(mm), got {spacing!r}")
-    if values.ndim == 0:
-        values = np.full(ndim, float(values))
-    elif values.ndim != 1 or values.size != ndim:
-        raise ValueError(f"{func}: spacing must have one value per axis ({ndim} for a "
-                         f"{ndim}-D label map), got {spacing!r}")
-    if not np.all(np.isfinite(values) & (values > 0)):
-        raise ValueError(f"{func}: spacing must be finite and positive (mm), got {spacing!r}")
-    return tuple(float(v) for v in values)
+    return pred, target, check_spacing(spacing, pred.ndim, func, what="label map")
 
 
 # --- overlap -----------------------------------------------------------------------------------
@@ -250,7 +226,7 @@ def surface_distances(pred_mask: ArrayLike, target_mask: ArrayLike, *,
         if not x.any():
             raise ValueError(f"{func}: {name} is empty; surface distances need two non-empty "
                              "masks")
-    spacing = _check_spacing(spacing, pred_mask.ndim, func)
+    spacing = check_spacing(spacing, pred_mask.ndim, func, what="label map")
     # Cropping to the bounding box of the union changes no distance: every voxel of either
     # mask, so every surface voxel, lies inside the box; the erosion that defines the surfaces
     # treats voxels outside the box as outside the masks, which they are; and the nearest

@@ -47,7 +47,7 @@ from jax.typing import ArrayLike
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from .._checks import as_array
+from .._checks import as_array, check_spacing
 
 
 class CartilageThickness(NamedTuple):
@@ -81,24 +81,6 @@ def _boolean(x, name, func):
                                             if np.issubdtype(x.dtype, np.integer) else ""))
         x = x.astype(bool)
     return x
-
-
-def _spacing(spacing, ndim, func):
-    try:
-        if isinstance(spacing, (bool, str, bytes)):
-            raise TypeError
-        values = np.asarray(spacing, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{func}: spacing must be a number or {ndim} numbers (mm), got "
-                        f"{spacing!r}") from None
-    if values.ndim == 0:
-        values = np.full(ndim, float(values))
-    if values.shape != (ndim,):
-        raise ValueError(f"{func}: spacing must have one value per axis ({ndim} for a {ndim}-D "
-                         f"mask), got {spacing!r}")
-    if not np.all(np.isfinite(values) & (values > 0)):
-        raise ValueError(f"{func}: spacing must be finite and positive (mm), got {spacing!r}")
-    return values
 
 
 def adjacent_to(region: np.ndarray) -> np.ndarray:
@@ -141,7 +123,7 @@ def cartilage_thickness(mask: ArrayLike, *, spacing, bone_mask: ArrayLike) -> Ca
                          f"{mask.shape} and {bone.shape}")
     if mask.ndim not in (2, 3):
         raise ValueError(f"{func}: mask must be 2D or 3D, got shape {mask.shape}")
-    scale = _spacing(spacing, mask.ndim, func)
+    scale = np.asarray(check_spacing(spacing, mask.ndim, func, what="mask", optional=False))
     overlap = int(np.count_nonzero(mask & bone))
     if overlap:
         raise ValueError(f"{func}: mask and bone_mask overlap in {overlap} voxels; they must "

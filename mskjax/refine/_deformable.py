@@ -41,35 +41,17 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from .._checks import _is_concrete, as_array, check_finite, check_interval, check_positive_int
+from .._checks import (_is_concrete, as_array, check_finite, check_interval, check_positive_int,
+                       check_spacing)
 
 #: Probabilities are clipped below at this value before the logarithm of the data term.
 PROBABILITY_FLOOR = 1e-6
-
-
-def _spacing(spacing, ndim, func):
-    if spacing is None:
-        return (1.0,) * ndim
-    if isinstance(spacing, numbers.Real) and not isinstance(spacing, bool):
-        spacing = (spacing,) * ndim
-    try:
-        spacing = tuple(spacing)
-    except TypeError:
-        raise TypeError(f"{func}: spacing must be a number or one number per spatial axis, got "
-                        f"{spacing!r}") from None
-    if len(spacing) != ndim:
-        raise ValueError(f"{func}: spacing must have one value per spatial axis ({ndim}), got "
-                         f"{spacing!r}")
-    for h in spacing:
-        check_interval(h, "spacing", func, low=0)
-    return tuple(float(h) for h in spacing)
 
 
 def _check_image(image, func):
@@ -149,7 +131,7 @@ def edge_weight(image: ArrayLike, *, spacing=None, edge_scale: float | None = No
     """
     func = "mskjax.refine.edge_weight"
     image = _check_image(image, func)
-    spacing = _spacing(spacing, image.ndim, func)
+    spacing = check_spacing(spacing, image.ndim, func, what="image")
     check_interval(edge_smoothing, "edge_smoothing", func, low=0, low_open=False)
     if edge_scale is not None:
         check_interval(edge_scale, "edge_scale", func, low=0)
@@ -245,7 +227,7 @@ def refine_probabilities(probabilities: ArrayLike, image: ArrayLike, *, spacing=
     func = "mskjax.refine.refine_probabilities"
     image = _check_image(image, func)
     probabilities = _check_probabilities(probabilities, image.shape, func)
-    spacing = _spacing(spacing, image.ndim, func)
+    spacing = check_spacing(spacing, image.ndim, func, what="image")
     check_interval(smoothness, "smoothness", func, low=0, low_open=False)
     check_interval(edge_smoothing, "edge_smoothing", func, low=0, low_open=False)
     if edge_scale is not None:

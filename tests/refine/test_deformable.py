@@ -198,7 +198,8 @@ def test_bad_input():
         refine.refine_probabilities(p * 2, image)
     with pytest.raises(TypeError, match="image must be real floating point"):
         refine.refine_probabilities(p, image.astype(np.complex64))
-    with pytest.raises(ValueError, match="spacing must have one value per spatial axis"):
+    with pytest.raises(ValueError, match=r"spacing must have one value per axis \(2 for a 2-D "
+                                          r"image\)"):
         refine.refine_probabilities(p, image, spacing=(1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="smoothness"):
         refine.refine_probabilities(p, image, smoothness=-1.0)
