@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -51,21 +50,12 @@ from mskjax.cli._evaluate import (classical_methods, crop_common, data_files,
 from mskjax.cli._learned import MODELS
 from mskjax.cli._train_recon import learned_method, load_trained, train_recon
 from mskjax.io import make_kspace_set
+from _common import data_folder
 
 ROOT = Path(__file__).resolve().parent
 CENTER_FRACTION = {4: 0.08, 8: 0.04}
 CG_GRID = [0.001, 0.003, 0.01, 0.03, 0.1]
 L1_GRID = [0.0003, 0.001, 0.003, 0.01, 0.03]
-
-
-def data_folder() -> Path:
-    import os
-
-    env = os.environ.get("MSKJAX_DATA")
-    for path in ([Path(env)] if env else []) + [ROOT.parents[1] / "shared" / "data"]:
-        if path.is_dir():
-            return path
-    sys.exit("real data not found: set MSKJAX_DATA or put shared/data beside the checkout")
 
 
 def tune_classical(files, acceleration, log):

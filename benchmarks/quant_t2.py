@@ -58,35 +58,13 @@ from scipy.optimize import curve_fit
 
 import mskjax
 from mskjax import io, quant
+from _common import data_folder, first_and_steady
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 T1_ASSUMED, DIFFUSIVITY = 1200.0, 1.25e-9
 T1RHO_RANGE, R2_THRESHOLD = (0.0, 500.0), 0.9
 MASK_FRACTION = 0.2
-
-
-def data_dir() -> Path:
-    env = os.environ.get("MSKJAX_DATA")
-    for path in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "data"]:
-        if path.is_dir():
-            return path
-    sys.exit("real data not found: set MSKJAX_DATA or put shared/data beside the checkout")
-
-
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def first_and_steady(fn, repeats):
-    start = time.perf_counter()
-    out = jax.block_until_ready(fn())
-    return out, time.perf_counter() - start, median_time(fn, repeats)
 
 
 def agreement(ours, reference):
@@ -175,7 +153,7 @@ def main():
     parser.add_argument("--curve-fit-voxels", type=int, default=2000)
     args = parser.parse_args()
 
-    folder = data_dir() / "knee_sagittal_qdess_t1rho"
+    folder = data_folder() / "knee_sagittal_qdess_t1rho"
     data = np.load(folder / "knee_qdess_t1rho_8slices.npz")
     dess, t1rho, tsl = data["dess"], data["cubequant_t1rho"], data["cubequant_tsl_ms"]
     header = io.read_qdess_parameters(folder / "dicom_midslice")

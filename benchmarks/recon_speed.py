@@ -72,6 +72,7 @@ import sigpy.mri
 from mskjax import coils, recon, sampling
 from mskjax.io import read_cfl, write_cfl
 from mskjax.sim import knee_section, simulate_kspace
+from _common import median_time
 
 ITERATIONS = 30
 TV_ITERATIONS = 100
@@ -83,15 +84,6 @@ TV_LAMDA = 0.005
 def data_dir() -> Path:
     env = os.environ.get("MSKJAX_DATA")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def timed_jax(fn, repeats):

@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from mskjax.cli._segment import segment_volume
 from mskjax.cli._train_seg import evaluate_seg, format_seg_table, load_trained_seg, train_seg
 from mskjax.io import make_segmentation_set
 from mskjax.sim import KNEE_LABELS
+from _common import data_folder
 
 ROOT = Path(__file__).resolve().parent
 #: Published figures quoted for comparison (not measured here).
@@ -55,14 +55,6 @@ PUBLISHED = {
         "femoral/tibial cartilage": "Dice about 0.88 to 0.91"},
 }
 MANUAL_SEGMENTATION = "hours per knee by hand; 20 s to 4 min per volume for the CNNs reviewed"
-
-
-def data_folder() -> Path:
-    env = os.environ.get("MSKJAX_DATA")
-    for path in ([Path(env)] if env else []) + [ROOT.parents[1] / "shared" / "data"]:
-        if path.is_dir():
-            return path
-    sys.exit("real data not found: set MSKJAX_DATA or put shared/data beside the checkout")
 
 
 def real_knee():
