@@ -11,6 +11,8 @@ net with ``flax.nnx.split`` and jit a pure function of its state.
 """
 
 from ._blocks import ConvBlock, TransposeConvBlock, avg_pool, instance_norm
+from ._classifier import (TASKS, Classifier, ClassifierHead, class_probabilities,
+                          predict_class)
 from ._conv import conv, conv_transpose
 from ._discriminator import PatchDiscriminator
 from ._e2e_varnet import E2EVarNet, NormUNet
@@ -28,4 +30,5 @@ __all__ = ["conv", "conv_transpose", "instance_norm", "avg_pool", "ConvBlock",
            "TransposeConvBlock", "UNet", "NormUNet", "E2EVarNet", "load_fastmri",
            "to_fastmri_state_dict", "stage", "NetStage", "VarNet", "MoDL", "PatchDiscriminator",
            "SegNet", "max_pool_with_indices", "max_unpool", "TriplanarCNN", "triplanar_patches",
-           "sliding_window_inference", "Segmenter", "predict_labels"]
+           "sliding_window_inference", "Segmenter", "predict_labels", "TASKS", "Classifier",
+           "ClassifierHead", "class_probabilities", "predict_class"]
