@@ -21,12 +21,34 @@ distances and percentiles are defined):
   A class in neither map gives NaN (left out by :func:`mean_over_classes`), a class in one map
   only gives Dice 0 and infinite distances.
 - They run on the host (numpy and scipy), not under ``jit``; the distances are exact.
+
+Conventions of the clinical statistics (``mskjax.metrics._clinical``, where each definition is
+stated):
+
+- ``metric(y_true, score_or_pred)`` on 1-D arrays (numpy, jax or lists) of one length, one
+  entry per example, computed on the host in float64 and returned as Python floats (curves as
+  float64 numpy arrays). Binary targets hold 0 and 1, ``score >= threshold`` is positive;
+  labels and ratings are integers (floats are rejected, never rounded).
+- :func:`roc_curve` and :func:`roc_auc` match scikit-learn (one ROC point per distinct score,
+  AUC as the Mann-Whitney U with mid-ranks); :func:`cohen_kappa` and :func:`balanced_accuracy`
+  match scikit-learn too.
+- Undefined statistics are errors, never numbers: a single class in ``y_true`` for the AUC,
+  NaN or infinite scores, empty input; :func:`bootstrap` reports a resample on which the
+  metric is undefined rather than dropping it.
+- :func:`froc` takes per-subject ``(scores, lesion_index)`` candidates (``-1`` = false
+  positive); a second hit on a lesion is ignored, neither true nor false positive.
 """
 
+from ._clinical import (FROC_FP_RATES, BootstrapResult, FROCResult, accuracy, balanced_accuracy,
+                        bootstrap, cohen_kappa, detections_from_maps, froc, mae, rmse, roc_auc,
+                        roc_curve, sensitivity_specificity, youden)
 from ._image import nmse, psnr, ssim, ssim_map
 from ._segmentation import (SegmentationScores, assd, dice, hausdorff95, iou, mean_over_classes,
                             segmentation_scores, surface_distances, volume_overlap_error)
 
 __all__ = ["nmse", "psnr", "ssim", "ssim_map", "dice", "iou", "volume_overlap_error",
            "hausdorff95", "assd", "segmentation_scores", "SegmentationScores",
-           "surface_distances", "mean_over_classes"]
+           "surface_distances", "mean_over_classes",
+           "roc_curve", "roc_auc", "youden", "sensitivity_specificity", "cohen_kappa",
+           "accuracy", "balanced_accuracy", "rmse", "mae", "froc", "FROCResult", "FROC_FP_RATES",
+           "detections_from_maps", "bootstrap", "BootstrapResult"]
