@@ -10,6 +10,7 @@ step goes through :mod:`mskjax.linop` and :mod:`mskjax.solvers`. For speed in lo
 net with ``flax.nnx.split`` and jit a pure function of its state.
 """
 
+from ._activation_maps import class_activation_map, features_and_head, grad_cam
 from ._blocks import ConvBlock, TransposeConvBlock, avg_pool, instance_norm
 from ._classifier import (TASKS, Classifier, ClassifierHead, class_probabilities,
                           predict_class)
@@ -31,4 +32,5 @@ __all__ = ["conv", "conv_transpose", "instance_norm", "avg_pool", "ConvBlock",
            "to_fastmri_state_dict", "stage", "NetStage", "VarNet", "MoDL", "PatchDiscriminator",
            "SegNet", "max_pool_with_indices", "max_unpool", "TriplanarCNN", "triplanar_patches",
            "sliding_window_inference", "Segmenter", "predict_labels", "TASKS", "Classifier",
-           "ClassifierHead", "class_probabilities", "predict_class"]
+           "ClassifierHead", "class_probabilities", "predict_class", "class_activation_map",
+           "grad_cam", "features_and_head"]
