@@ -18,6 +18,9 @@ The pieces a training loop is built from, each usable alone:
   kept, with the model's name and constructor kwargs and the training settings stored beside
   the arrays.
 - :class:`MetricsWriter` (JSON lines, resumable), :func:`read_metrics`, :class:`ProgressBar`.
+- Transfer learning: :func:`load_backbone` (a checkpoint's backbone into a new model),
+  :func:`transfer_optimizer` (frozen or slower backbone), :func:`recompute_batch_statistics`
+  (BatchNorm running statistics, which the train step does not update).
 
 Batches are pytrees of arrays with a leading batch axis. A complete loop::
 
@@ -67,6 +70,7 @@ from ._order import batch_indices
 from ._sharding import DataParallelStep, batch_mesh, data_parallel, replicate, shard_batch
 from ._state import TrainState, init_train_state
 from ._step import make_eval_step, make_train_step
+from ._transfer import load_backbone, recompute_batch_statistics, transfer_optimizer
 
 __all__ = [
     "TrainState", "init_train_state", "split_model", "merge_model", "make_train_step",
@@ -77,4 +81,5 @@ __all__ = [
     "fastmri_eval_example",
     "CrossContrastNets", "CrossContrastState", "init_cross_contrast_state",
     "make_cross_contrast_step", "cross_contrast_nets",
+    "load_backbone", "transfer_optimizer", "recompute_batch_statistics",
 ]
