@@ -103,7 +103,9 @@ def stage(net: nnx.Module | Callable[[nnx.Rngs], nnx.Module]) -> NetStage:
     def apply(params, sample, *, key=None, **extra):
         del extra
         try:
-            model = nnx.merge(graphdef(), params)
+            # Fresh variables when reseeding: the params' own may belong to an outer trace
+            # (params closed over by a vmapped function), where nnx forbids the mutation.
+            model = nnx.merge(graphdef(), params, copy=key is not None)
         except Exception as err:  # noqa: BLE001 - any mismatch: say how to fix it
             raise ValueError(f"{_FUNC}: apply got params that do not fit the net "
                              f"({type(err).__name__}: {err}); use the params returned by the "
