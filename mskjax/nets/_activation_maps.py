@@ -76,7 +76,9 @@ def features_and_head(net) -> tuple[Callable, Callable]:
                     "neither a head_from_features(maps) method nor a callable head")
 
 
-def _eval_view(net):
+def _eval_view(net, func):
+    if not isinstance(net, nnx.Module):
+        raise TypeError(f"{func}: the net must be an nnx.Module, got {type(net).__name__}")
     return nnx.view(net, deterministic=True, use_running_average=True,
                     raise_if_not_found=False)
 
@@ -176,7 +178,7 @@ def class_activation_map(classifier, x, *, target=None, relu: bool = False,
         raise TypeError(f"{func}: the net must have features(x) and a global-average-pooling + "
                         f"linear head with weights() and bias (a mskjax.nets.Classifier), got "
                         f"{type(classifier).__name__}; use grad_cam for other nets")
-    net = _eval_view(classifier)
+    net = _eval_view(classifier, func)
     features = net.features(x)
     if not (hasattr(features, "ndim") and features.ndim >= 3):
         raise ValueError(f"{func}: features(x) must be (batch, *spatial', channels), got "
@@ -228,7 +230,7 @@ def grad_cam(classifier, x, *, target=None, features: tuple[Callable, Callable] 
     """
     func = "mskjax.nets.grad_cam"
     if features is None:
-        features_fn, head_fn = features_and_head(_eval_view(classifier))
+        features_fn, head_fn = features_and_head(_eval_view(classifier, func))
     else:
         if not (isinstance(features, tuple) and len(features) == 2
                 and all(callable(f) for f in features)):

@@ -232,3 +232,26 @@ def test_errors(images):
         class_activation_map(MaxPoolNet(nnx.Rngs(0)), images)
     with pytest.raises(TypeError, match="features_and_head: the net must have a features"):
         grad_cam(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), images)
+    with pytest.raises(TypeError, match="grad_cam: the net must be an nnx.Module, got dict"):
+        grad_cam({"features": None}, images)
+
+
+def test_with_the_package_resnet(rng):
+    import mskjax.nets
+
+    if not hasattr(mskjax.nets, "ResNet"):
+        pytest.skip("mskjax.nets.ResNet is not available")
+    rngs = nnx.Rngs(5)
+    backbone = mskjax.nets.ResNet(1, layers=(1, 1), width=4, norm="batch", rngs=rngs)
+    net = Classifier(backbone, ClassifierHead(backbone.out_features, task="multiclass",
+                                              num_classes=3, rngs=rngs))
+    x = jnp.asarray(rng.standard_normal((2, 24, 20, 1)), jnp.float32)
+    cam = class_activation_map(net, x, target=2, resize=False)
+    net.eval()
+    np.testing.assert_allclose(cam.mean(axis=(1, 2)) + net.head.bias[...][2], net(x)[:, 2],
+                               rtol=1e-5, atol=1e-6)
+    n = cam.shape[1] * cam.shape[2]
+    gc = grad_cam(net, x, target=2)
+    assert gc.shape == (2, 24, 20)
+    np.testing.assert_allclose(gc, class_activation_map(net, x, target=2, relu=True) / n,
+                               rtol=1e-5, atol=1e-7)

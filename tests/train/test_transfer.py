@@ -213,3 +213,34 @@ def test_recompute_batch_statistics_errors():
         train.recompute_batch_statistics(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), [jnp.ones((1, 2))])
     with pytest.raises(ValueError, match="batches must hold at least one batch"):
         train.recompute_batch_statistics(classifier(), [])
+
+
+def test_with_the_package_resnet(tmp_path, rng):
+    import mskjax.nets
+
+    if not hasattr(mskjax.nets, "ResNet"):
+        pytest.skip("mskjax.nets.ResNet is not available")
+
+    def resnet_classifier(task, num_classes, seed, width=4):
+        rngs = nnx.Rngs(seed)
+        backbone = mskjax.nets.ResNet(1, layers=(1, 1), width=width, norm="batch", rngs=rngs)
+        return Classifier(backbone, ClassifierHead(backbone.out_features, task=task,
+                                                   num_classes=num_classes, rngs=rngs))
+
+    save(resnet_classifier("multiclass", 3, 0), tmp_path / "old")
+    new = train.load_backbone(resnet_classifier("ordinal", 5, 1), tmp_path / "old")
+    old = resnet_classifier("multiclass", 3, 0)
+    for path, value in leaves(old.backbone).items():
+        np.testing.assert_array_equal(leaves(new.backbone)[path], value, err_msg=str(path))
+    with pytest.raises(ValueError, match=r"stages.0.0.conv1: checkpoint \(3, 3, 4, 4\) float32, "
+                                         r"model \(3, 3, 8, 8\) float32"):
+        train.load_backbone(resnet_classifier("binary", None, 1, width=8), tmp_path / "old")
+    # one batch of all the data: the running statistics become that batch's, so evaluation
+    # mode gives what training mode gives on it, layer after layer
+    data = jnp.asarray(rng.standard_normal((4, 16, 16, 1)) * 2 + 1, jnp.float32)
+    fresh = train.recompute_batch_statistics(new, [data])
+    training = np.asarray(new(data))
+    fresh.eval()
+    np.testing.assert_allclose(fresh(data), training, rtol=1e-4, atol=1e-5)
+    new.eval()
+    assert np.abs(np.asarray(new(data)) - training).max() > 1e-2
