@@ -255,3 +255,24 @@ def test_with_the_package_resnet(rng):
     assert gc.shape == (2, 24, 20)
     np.testing.assert_allclose(gc, class_activation_map(net, x, target=2, relu=True) / n,
                                rtol=1e-5, atol=1e-7)
+
+
+def test_with_the_package_multiview_net(rng):
+    import mskjax.nets
+
+    if not hasattr(mskjax.nets, "MultiViewNet"):
+        pytest.skip("mskjax.nets.MultiViewNet is not available")
+    net = mskjax.nets.MultiViewNet(lambda r: TinyBackbone(1, 4, rngs=r), task="binary",
+                                   rngs=nnx.Rngs(6))
+    views = tuple(jnp.asarray(rng.standard_normal((2, s, 8, 6, 1)), jnp.float32)
+                  for s in (3, 4, 2))
+    maps = grad_cam(net, views)
+    assert [m.shape for m in maps] == [(2, 3, 8, 6), (2, 4, 8, 6), (2, 2, 8, 6)]
+    # mean over the image axes, max over the slices, linear: w_c = W[c] / (slices * h * w)
+    small = grad_cam(net, views, resize=False)
+    net.eval()
+    weights = net.head.weights()[:, 0]
+    for m, a, rows in zip(small, net.features(views), net.plane_slices()):
+        n = a.shape[1] * a.shape[2] * a.shape[3]
+        expected = jnp.maximum(jnp.einsum("bshwc,c->bshw", a, weights[rows]) / n, 0)
+        np.testing.assert_allclose(m, expected, rtol=1e-5, atol=1e-7)
