@@ -14,11 +14,15 @@ from ._activation_maps import class_activation_map, features_and_head, grad_cam
 from ._blocks import ConvBlock, TransposeConvBlock, avg_pool, instance_norm
 from ._classifier import (TASKS, Classifier, ClassifierHead, class_probabilities,
                           predict_class)
+from ._cnn3d import CNN3D
 from ._conv import conv, conv_transpose
+from ._densenet import DenseNet
 from ._discriminator import PatchDiscriminator
 from ._e2e_varnet import E2EVarNet, NormUNet
 from ._fastmri_weights import load_fastmri, to_fastmri_state_dict
 from ._modl import MoDL
+from ._multiview import MultiViewNet
+from ._resnet import ResNet
 from ._segmentation import Segmenter, predict_labels
 from ._segnet import SegNet, max_pool_with_indices, max_unpool
 from ._sliding_window import sliding_window_inference
@@ -33,4 +37,4 @@ __all__ = ["conv", "conv_transpose", "instance_norm", "avg_pool", "ConvBlock",
            "SegNet", "max_pool_with_indices", "max_unpool", "TriplanarCNN", "triplanar_patches",
            "sliding_window_inference", "Segmenter", "predict_labels", "TASKS", "Classifier",
            "ClassifierHead", "class_probabilities", "predict_class", "class_activation_map",
-           "grad_cam", "features_and_head"]
+           "grad_cam", "features_and_head", "ResNet", "DenseNet", "CNN3D", "MultiViewNet"]

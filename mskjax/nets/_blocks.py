@@ -66,6 +66,19 @@ def uniform_init(key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.Arr
     return jax.device_put(np.asarray(draw)[:size].reshape(shape))
 
 
+def normal_init(key: jax.Array, shape: tuple[int, ...], std: float) -> jax.Array:
+    """Normal with mean 0 and standard deviation ``std``, float32; drawn as
+    :func:`uniform_init` draws (the first ``prod(shape)`` of a power-of-two draw)."""
+    if _SHAPES_ONLY.get():
+        return jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
+    size = math.prod(shape)
+    draw = std * jax.random.normal(key, (max(_MIN_DRAW, 1 << max(size - 1, 0).bit_length()),),
+                                   jnp.float32)
+    if isinstance(draw, jax.core.Tracer):
+        return draw[:size].reshape(shape)
+    return jax.device_put(np.asarray(draw)[:size].reshape(shape))
+
+
 def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
     """Normalise each example and channel over the spatial axes (no affine parameters).
 
