@@ -157,6 +157,9 @@ def kspace_to_diagnosis(*, mask: Any = None, reconstruction: Any, segmentation: 
                         classifier_inputs: Sequence[str] = CLASSIFIER_INPUTS) -> Stage:
     """The chain ``undersample -> reconstruct -> segment -> classify`` (module docstring).
 
+    ``named_chain(*diagnosis_stages(...))`` with the same arguments (see
+    :func:`diagnosis_stages`, which gives the stages themselves, to run part of the path).
+
     Args:
         mask: the sampling mask of :func:`mskjax.pipeline.undersample` (an array broadcasting
             to the k-space, a function ``mask(key, kspace_shape)`` drawn per call, or None to
@@ -179,6 +182,18 @@ def kspace_to_diagnosis(*, mask: Any = None, reconstruction: Any, segmentation: 
         A :func:`mskjax.pipeline.named_chain` Stage with the params ``{"undersample": (),
         "reconstruct": ..., "segment": ..., "classify": ...}``.
     """
+    return named_chain(*diagnosis_stages(
+        mask=mask, reconstruction=reconstruction, segmentation=segmentation,
+        classifier=classifier, classifier_inputs=classifier_inputs))
+
+
+def diagnosis_stages(*, mask: Any = None, reconstruction: Any, segmentation: Any = None,
+                     classifier: Any, classifier_inputs: Sequence[str] = CLASSIFIER_INPUTS,
+                     ) -> tuple[tuple[str, Stage], ...]:
+    """The ``(name, stage)`` pairs of :func:`kspace_to_diagnosis` (same arguments), in the
+    order of :data:`DIAGNOSIS_STAGES`: ``named_chain(*pairs[:3])`` runs the path up to the
+    classifier (``classifier_channels`` of its output are what the classifier sees).
+    """
     inputs = (classifier_inputs,) if isinstance(classifier_inputs, str) else \
         tuple(classifier_inputs)
     if not inputs or any(name not in CLASSIFIER_INPUTS for name in inputs) \
@@ -195,12 +210,10 @@ def kspace_to_diagnosis(*, mask: Any = None, reconstruction: Any, segmentation: 
     segment = identity() if segmentation is None else _on_channels(
         _as_stage("segmentation", segmentation, check=_check_segmenter), ("image",),
         "segmentation")
-    return named_chain(
-        ("undersample", undersample(mask)),
-        ("reconstruct", _as_stage("reconstruction", reconstruction)),
-        ("segment", segment),
-        ("classify", _on_channels(_as_stage("classifier", classifier), inputs, "label")),
-    )
+    return (("undersample", undersample(mask)),
+            ("reconstruct", _as_stage("reconstruction", reconstruction)),
+            ("segment", segment),
+            ("classify", _on_channels(_as_stage("classifier", classifier), inputs, "label")))
 
 
 # --- training ----------------------------------------------------------------------------------

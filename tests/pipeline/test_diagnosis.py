@@ -297,6 +297,25 @@ def test_zero_filled_reconstruction_and_image_only_classifier():
                                rtol=1e-4, atol=1e-5)
 
 
+def test_the_first_three_stages_give_the_classifier_channels():
+    options = dict(mask=mask(), reconstruction=pipeline.zero_filled(), segmentation=segmenter,
+                   classifier=classifier)
+    stages = pipeline.diagnosis_stages(**options)
+    assert tuple(name for name, _ in stages) == pipeline.DIAGNOSIS_STAGES
+    chain = pipeline.kspace_to_diagnosis(**options)
+    sample = example(4)
+    params = chain.init(jax.random.key(0), sample)
+    upstream = pipeline.named_chain(*stages[:3])
+    out = upstream.apply({n: params[n] for n, _ in stages[:3]}, sample)
+    channels = pipeline.classifier_channels(out, ("image", "segmentation"))
+    assert channels.shape == (*SHAPE[1:], 1 + CLASSES)
+    np.testing.assert_allclose(channels[..., 0], np.abs(np.asarray(out.image)), rtol=1e-6)
+    np.testing.assert_allclose(channels[..., 1:].sum(-1), 1.0, rtol=1e-5)
+    net = nnx.merge(nnx.graphdef(classifier(nnx.Rngs(0))), params["classify"])
+    np.testing.assert_allclose(chain.apply(params, sample).label, net(channels[None])[0],
+                               rtol=1e-4, atol=1e-5)
+
+
 def test_bad_input_gets_a_clear_error(chain_and_params):
     with pytest.raises(ValueError, match="kspace_to_diagnosis: classifier_inputs asks for the "
                                          "segmentation"):
