@@ -1,6 +1,7 @@
 """Neural networks in flax.nnx: the fastMRI U-Net, unrolled reconstruction nets, their blocks,
-segmentation nets (SegNet, the triplanar CNN, any net through ``Segmenter``) and sliding-window
-inference.
+segmentation nets (SegNet, the triplanar CNN, any net through ``Segmenter``), sliding-window
+inference, and classifiers (``Classifier``: a backbone, ``ResNet``, ``DenseNet`` or ``CNN3D``,
+with a ``ClassifierHead``; ``MultiViewNet`` for three planes of slices in the MRNet layout).
 
 Conventions: channels-last with a leading batch axis, ``(batch, *spatial, channels)``, float32
 (complex images enter as two channels, real then imaginary). Physics inputs (k-space, mask,

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ._classifier import ClassifierHead
+from ._classifier import ClassifierHead, num_outputs
 from ._segmentation import image_channels
 
 #: The planes of an exam, in the order of the views.
@@ -79,6 +79,7 @@ class MultiViewNet(nnx.Module):
                  drop_prob: float = 0.0, rngs: nnx.Rngs, shared: bool = False):
         if not isinstance(rngs, nnx.Rngs):
             raise TypeError(f"{_FUNC}: rngs must be an nnx.Rngs, got {type(rngs).__name__}")
+        num_outputs(task, num_classes, _FUNC)  # a bad task or class count, named here
         if not isinstance(shared, bool):
             raise TypeError(f"{_FUNC}: shared must be True or False, got {shared!r}")
         if isinstance(backbones, nnx.Module):

@@ -168,7 +168,7 @@ def test_classifier_with_resnet_is_a_jitted_pipeline_stage():
     model.eval()
     pipe = pipeline.chain(nets.stage(model))
     sample = pipeline.Sample(image=jnp.asarray(image((20, 24), seed=6)))
-    params = pipe.init(jax.random.key(0), sample)
+    params = jax.jit(pipe.init)(jax.random.key(0), sample)
     out = jax.jit(pipe.apply)(params, sample)
     direct = jitted(model)(jnp.asarray(sample.image)[None, ..., None])[0]
     assert out.label.shape == (3,)
