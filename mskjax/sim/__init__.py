@@ -8,6 +8,12 @@ Gibbs ringing, Rician noise at a stated SNR and trabecular marrow texture
 tissue contrast between subjects, :func:`elastic_deformation` their shape, and
 :func:`segmentation_example` draws one complete training subject from a key.
 
+For detection on real scans: :func:`insert_lesion` blends a cartilage defect, marrow oedema
+or meniscal cleft into a real magnitude image, with its exact mask and the image's own noise
+level, at a place that :func:`candidate_regions` finds in the image (or in a given region);
+:func:`real_lesion_set` makes positives and their sham negatives from a stack of real images,
+and :func:`split_by_subject` splits them by subject.
+
 Conventions (see ``mskjax.sim._phantom``): phantom volumes are ``(left-right,
 superior-inferior, anterior-posterior)``, lengths in mm, times in ms, angles in degrees, images
 float32, labels int32.
@@ -19,8 +25,11 @@ from ._contrast import (CONTRASTS, fast_spin_echo, multi_echo_spin_echo, qdess, 
 from ._deform import elastic_deformation
 from ._example import SegmentationExample, segmentation_example
 from ._geometry import KNEE_LABELS
+from ._insertion import LESION_KINDS, InsertedLesion, insert_lesion
 from ._jitter import jitter_parameters
+from ._knee_regions import CandidateRegions, background_noise_sigma, candidate_regions
 from ._knee_section import TISSUE_INTENSITY, knee_section
+from ._lesion_set import LesionSet, real_lesion_set, split_by_subject
 from ._kspace import SimulatedKspace, simulate_kspace, smooth_phase
 from ._pathology import (DEFAULT_PATHOLOGY_PROBABILITIES, MENISCAL_TEAR_KINDS, PATHOLOGY_SITES,
                          KneePathology)
@@ -69,4 +78,13 @@ __all__ = [
     "knee_radiograph",
     "KneeRadiograph",
     "ATTENUATION_PER_CM",
+    "insert_lesion",
+    "InsertedLesion",
+    "LESION_KINDS",
+    "candidate_regions",
+    "CandidateRegions",
+    "background_noise_sigma",
+    "real_lesion_set",
+    "LesionSet",
+    "split_by_subject",
 ]
