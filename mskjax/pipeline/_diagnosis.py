@@ -7,12 +7,13 @@
 The reconstruction writes ``sample.image`` (complex for VarNet and MoDL, the real
 root-sum-of-squares for E2E-VarNet); the segmentation net sees its magnitude (one channel) and
 writes class logits ``(*spatial, classes)`` to ``sample.segmentation``; the classifier reads
-its input channels, in the order of ``classifier_inputs``: ``"image"`` the magnitude of the reconstruction (a real image
-is taken as it is) and ``"segmentation"`` the softmax probabilities of the logits (one
-channel per class), and writes its outputs ``(num_outputs,)`` (see
-:mod:`mskjax.nets._classifier`) to ``sample.label``. ``sample.image`` and
-``sample.segmentation`` are left as the earlier stages wrote them. The chain's params are a
-dict keyed by the stage names; a net's params are its ``nnx.State``.
+its input channels (:func:`classifier_channels`), in the order of ``classifier_inputs``:
+``"image"`` the magnitude of the reconstruction (a real image is taken as it is) and
+``"segmentation"`` the softmax probabilities of the logits (one channel per class), and writes
+its outputs ``(num_outputs,)`` (see :mod:`mskjax.nets._classifier`) to ``sample.label``.
+``sample.image`` and ``sample.segmentation`` are left as the earlier stages wrote them. The
+chain's params are a dict keyed by the stage names; a net's params are its ``nnx.State``.
+:func:`diagnosis_stages` gives the stages themselves, to run part of the path.
 
 One example at a time (``kspace`` ``(coils, *spatial)``); batch with ``jax.vmap`` over the
 sample with the params shared (``in_axes=(None, 0)``). The chain is one pure function, so
@@ -21,9 +22,9 @@ sample with the params shared (``in_axes=(None, 0)``). The chain is one pure fun
 :func:`diagnosis_loss` is a loss of the chain's params for :func:`mskjax.train.make_train_step`
 (with ``functools.partial``): a weighted sum of a reconstruction term, a segmentation term and
 a classification term, each optional. Stages stay fixed while others train either with
-``frozen=`` in the loss (``jax.lax.stop_gradient``: their gradients are exactly zero and their
-backward pass is not computed) or with :func:`freeze_stages`, an optax ``multi_transform`` that
-zeroes their updates.
+``frozen=`` in the loss (``jax.lax.stop_gradient``: their gradients are exactly zero, and
+not computed) or with :func:`freeze_stages`, an optax ``multi_transform`` that zeroes their
+updates.
 
 Example (a batch is a :class:`Sample` with a leading batch axis: ``kspace``, ``maps``, the
 references ``target`` (magnitude image), ``segmentation`` (int labels) and ``label``)::
@@ -169,8 +170,8 @@ def kspace_to_diagnosis(*, mask: Any = None, reconstruction: Any, segmentation: 
             ``init`` builds it from its key), or any Stage (``pipeline.zero_filled()``).
         segmentation: a net with one input channel (the reconstruction's magnitude) writing
             logits ``(*spatial, classes)`` to ``sample.segmentation`` (``nets.Segmenter(net)``
-            with ``output="logits"``, ``nets.SegNet``), a factory, a Stage, or None for none (the ``segment`` stage then passes the sample on, with
-            empty params).
+            with ``output="logits"``, ``nets.SegNet``), a factory, a Stage, or None for none
+            (the ``segment`` stage then passes the sample on, with empty params).
         classifier: a ``nets.Classifier`` (or a net with the same ``apply_sample``: it reads
             ``sample.image`` and writes ``sample.label``) whose ``in_chans`` is the number of
             assembled channels (1 for ``"image"``, the classes for ``"segmentation"``), a
@@ -304,7 +305,7 @@ def diagnosis_loss(params: Mapping[str, Any], batch, key: jax.Array, *, chain: S
             (:func:`mskjax.losses.ssim_loss`, each example's peak the maximum of its target)
             between the reconstruction's magnitude and ``target``.
         frozen: names of stages whose params are held fixed (``jax.lax.stop_gradient``; their
-            gradients are exactly zero).
+            gradients are exactly zero; gradients still flow through them to earlier stages).
         rest: for nets with state other than ``nnx.Param`` (random streams of dropout, batch
             statistics): the non-trainable part, merged back into ``params`` per stage (both
             from :func:`split_trainable`). None when ``params`` is the whole of it.
