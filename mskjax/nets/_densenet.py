@@ -19,8 +19,7 @@ Named layouts (:data:`DENSENET_LAYOUTS`, ``name -> (growth_rate, block_config,
 num_init_features)``): ``"densenet121"`` (32, (6, 12, 24, 16), 64), ``"densenet169"``,
 ``"densenet201"``, ``"densenet161"`` (48, (6, 12, 36, 24), 96) as torchvision; and
 ``"small"`` (12, (2, 4, 6), 24): three blocks, 12 layers, 108 output features, 100 000
-weights against DenseNet-121's 7 million, which trains on a CPU in minutes (at 64 x 64, 4 x 4
-feature maps).
+weights against DenseNet-121's 7 million (a 64 x 64 image gives a 4 x 4 feature map).
 
 Every convolution is without bias. The input must be at least ``2 ** (len(block_config) +
 1)`` pixels along every axis (32 for four blocks). Weights are initialised as torchvision

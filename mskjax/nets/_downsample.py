@@ -11,8 +11,8 @@ gradient of a batch of 8):
 - :func:`conv_strided` with a 1 x ... x 1 window takes every ``s``-th pixel and applies
   :func:`mskjax.nets.conv`. With a larger window in 1 or 2 spatial axes, or on an
   accelerator, it is ``lax.conv_general_dilated`` with ``window_strides`` (twice as fast as the
-  alternative below in 2D). In 3D on CPU, XLA's gradient of a strided convolution is 15 to 150
-  times slower than the forward pass (36 s for a 7 x 7 x 7 stem on 2 x 64**3 voxels), so there
+  alternative below in 2D). In 3D on CPU, XLA's gradient of a strided convolution is 80 to 200
+  times slower than its forward pass (36 s for a 7 x 7 x 7 stem on 2 x 64**3 voxels), so there
   the convolution runs on the space-to-depth rearrangement of its zero-padded input (each
   ``s x ... x s`` block of pixels one pixel with ``s**ndim`` times the channels) with the kernel
   zero-padded to a multiple of ``s`` and rearranged to match: a stride-1 :func:`conv`, whose
@@ -20,7 +20,7 @@ gradient of a batch of 8):
   arithmetic (2.4 for ``k = 3``).
 - :func:`max_pool` is separable: the maximum over a 3 x ... x 3 window is the maximum along
   each axis in turn, each a maximum of three strided slices of the ``-inf``-padded input (its
-  gradient is 10 to 25 times faster than that of ``lax.reduce_window``). The gradient goes to
+  gradient is 13 to 25 times faster than that of ``lax.reduce_window``). The gradient goes to
   the window's maximum (shared between exactly tied values).
 """
 

@@ -5,7 +5,8 @@ An exam is three stacks of 2D slices, one per plane (sagittal, coronal, axial; t
 to plane. For each plane a 2D backbone (the contract of :class:`mskjax.nets.Classifier`) runs
 on every slice (the slices of every example as one batch), its feature map is averaged over
 the image axes (one vector per slice) and the vectors are max-pooled over the slices (one per
-plane, each feature its largest value over the slices, whatever their number). The three plane
+plane, each feature its largest value over the slices, whatever their number; a batch norm
+in training mode takes its statistics over every slice of every example). The three plane
 vectors are concatenated and one :class:`mskjax.nets.ClassifierHead` (dropout, one linear
 layer, any task of :data:`mskjax.nets.TASKS`) gives the outputs. MRNet trained one AlexNet per
 plane and combined the three predictions by logistic regression afterwards; here the planes
