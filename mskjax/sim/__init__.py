@@ -2,6 +2,11 @@
 equations, pathologies with ground-truth masks, AP radiographs with osteoarthritis grades, and a
 built-in 2D knee cross-section for demos.
 
+For grading: :func:`knee_radiograph` spreads, on request, each Kellgren-Lawrence grade's
+features over ranges that overlap the adjacent grades and adds positioning, blur, scatter,
+exposure and detector noise (:data:`REALISTIC_RADIOGRAPH`); :func:`radiograph_set` makes a
+normalised set of them with the grades and the drawn features.
+
 For training segmentation: :func:`render` adds, on request, partial volume, receive-coil bias,
 Gibbs ringing, Rician noise at a stated SNR and trabecular marrow texture
 (:data:`REALISTIC_RENDERING` holds realistic settings); :func:`jitter_parameters` varies the
@@ -35,6 +40,8 @@ from ._pathology import (DEFAULT_PATHOLOGY_PROBABILITIES, MENISCAL_TEAR_KINDS, P
                          KneePathology)
 from ._phantom import AXES, KneePhantom, knee_phantom
 from ._radiograph import KneeRadiograph, knee_radiograph
+from ._radiograph_realism import REALISTIC_RADIOGRAPH
+from ._radiograph_set import radiograph_set
 from ._realism import REALISTIC_RENDERING
 from ._tissues import (FAT_RELAXATION, LESION_RIM_CHANGE, OEDEMA_CHANGE, TISSUE_PARAMETERS,
                        TissueMaps, tissue_maps)
@@ -77,6 +84,8 @@ __all__ = [
     "SegmentationExample",
     "knee_radiograph",
     "KneeRadiograph",
+    "REALISTIC_RADIOGRAPH",
+    "radiograph_set",
     "ATTENUATION_PER_CM",
     "insert_lesion",
     "InsertedLesion",

@@ -117,9 +117,23 @@ class _Uniforms:
         return low + (high - low) * u
 
 
-def draw_anatomy(key, kl_grade) -> KneeAnatomy:
+def grade_features(severity):
+    """The osteoarthritic features at continuous grades: ``severity`` float ``(3,)`` holds the
+    grades (0..4) at which the narrowing, the osteophytes and the sclerosis are read from
+    :data:`KL_GRADE_TABLE`, interpolated linearly between its rows. Returns float32 ``(4,)``
+    (medial narrowing, lateral narrowing, osteophyte size, sclerosis), like a row of the table."""
+    table = jnp.asarray(KL_GRADE_TABLE, jnp.float32)
+    grades = jnp.arange(5, dtype=jnp.float32)
+    severity = jnp.asarray(severity, jnp.float32)
+    column = (0, 0, 1, 2)  # which severity each column of the table follows
+    return jnp.stack([jnp.interp(severity[c], grades, table[:, i]) for i, c in enumerate(column)])
+
+
+def draw_anatomy(key, kl_grade, severity=None) -> KneeAnatomy:
     """Draw one knee's anatomy from ``key``; ``kl_grade`` (int or int32 array) sets the
-    osteoarthritic changes without changing anything else that is drawn."""
+    osteoarthritic changes without changing anything else that is drawn. ``severity`` (float
+    ``(3,)``, optional) reads the narrowing, osteophytes and sclerosis at those continuous
+    grades instead (see :func:`grade_features`); ``kl_grade`` stays the subject's grade."""
     u = _Uniforms(key, 40)
     s = u(0.88, 1.12)
     condyle_separation = 40.0 * s * u(0.94, 1.06)
@@ -141,7 +155,7 @@ def draw_anatomy(key, kl_grade) -> KneeAnatomy:
     jitter = u(0.85, 1.15)
     table = jnp.asarray(KL_GRADE_TABLE, jnp.float32)
     grade = jnp.clip(jnp.asarray(kl_grade, jnp.int32), 0, 4)
-    row = table[grade]
+    row = table[grade] if severity is None else grade_features(severity)
     narrowing = jnp.clip(row[:2] * jitter, 0.0, 0.95)
     return KneeAnatomy(
         size_scale=s,

@@ -183,11 +183,13 @@ def grid_config(shape, voxel_size, *, slice_axis=None, centre=(0.0, 0.0, 0.0), s
 
 
 @sdf.jit
-def _subject(key, kl_grade, config):
+def _subject(key, kl_grade, config, severity=None):
     """The subject's scalar parameters: anatomy (with its landmarks in scanner coordinates),
-    derived layout, pathology draws and the per-subject pathology labels."""
+    derived layout, pathology draws and the per-subject pathology labels. ``severity`` (float
+    ``(3,)``, optional) places the osteoarthritic features at continuous grades (see
+    ``draw_anatomy``)."""
     key_anatomy, key_pathology = jax.random.split(key)
-    anatomy = draw_anatomy(key_anatomy, kl_grade)
+    anatomy = draw_anatomy(key_anatomy, kl_grade, severity)
     spec = tuple(zip(PATHOLOGY_SITES, config["probability"], config["site"]))
     draws = draw_pathology(key_pathology, spec)
     lay = layout(anatomy, effusion_severity(draws))
