@@ -13,6 +13,11 @@ Gibbs ringing, Rician noise at a stated SNR and trabecular marrow texture
 tissue contrast between subjects, :func:`elastic_deformation` their shape, and
 :func:`segmentation_example` draws one complete training subject from a key.
 
+For detection: ``knee_phantom(..., conspicuity=...)`` scales a pathology's size and contrast
+from invisible to obvious; :func:`lesion_detection_example` draws a 2D slice through a lesion
+(or the same place without it), :func:`multiview_example` three multi-slice planes of one knee,
+and :func:`detection_set` a whole set from a seed, split by subject.
+
 For detection on real scans: :func:`insert_lesion` blends a cartilage defect, marrow oedema
 or meniscal cleft into a real magnitude image, with its exact mask and the image's own noise
 level, at a place that :func:`candidate_regions` finds in the image (or in a given region);
@@ -28,6 +33,9 @@ from ._anatomy import JOINT_GAP_MM, KL_GRADE_TABLE, KneeAnatomy
 from ._contrast import (CONTRASTS, fast_spin_echo, multi_echo_spin_echo, qdess, render,
                         spoiled_gradient_echo, t1rho_prepared)
 from ._deform import elastic_deformation
+from ._detection import (DETECTION_PATHOLOGIES, MINIMUM_AREA_MM2, PLANES, DetectionExample,
+                         MultiViewExample, detection_set, lesion_detection_example,
+                         multiview_example)
 from ._example import SegmentationExample, segmentation_example
 from ._geometry import KNEE_LABELS
 from ._insertion import LESION_KINDS, InsertedLesion, insert_lesion
@@ -82,6 +90,14 @@ __all__ = [
     "elastic_deformation",
     "segmentation_example",
     "SegmentationExample",
+    "lesion_detection_example",
+    "DetectionExample",
+    "multiview_example",
+    "MultiViewExample",
+    "detection_set",
+    "DETECTION_PATHOLOGIES",
+    "MINIMUM_AREA_MM2",
+    "PLANES",
     "knee_radiograph",
     "KneeRadiograph",
     "REALISTIC_RADIOGRAPH",

@@ -22,6 +22,32 @@ forced), at a site from :data:`PATHOLOGY_SITES`:
 
 Masks are exact in the sense that they are computed from the same implicit surfaces as the
 labels, on the same grid.
+
+Conspicuity (``knee_phantom(..., conspicuity=...)``). By default the sizes and contrasts above
+are drawn as stated. A pathology can instead be given a conspicuity ``c`` in [0, 1] that scales
+its size (linearly in ``c``) and its contrast (as ``c ** 2``, so that the range from invisible
+to plainly visible is not squeezed into the lowest tenth) together; ``c = 0`` leaves every
+tissue parameter as in the healthy knee (the mask is still there, the image does not show it),
+``c = 1`` is as large and as contrasted as the defaults. With ``u0, u1, ...`` the pathology's
+own uniform draws (the same as without conspicuity, so a key keeps its site and shape):
+
+* ``cartilage_lesion``: defect radius ``(1.5 + 4.5 c) (0.8 + 0.4 u0)`` mm (1.2 to 7.2 mm),
+  depth ``min(1, (0.25 + 0.75 c) (0.8 + 0.4 u1))`` of the local thickness, rim change
+  ``LESION_RIM_CHANGE ** (c ** 2)``, and a fluid fill ``c ** 2``: the defect holds degenerated
+  cartilage (with the rim's parameters) whose proton density, fat fraction and relaxation rates
+  (``1 / T1``, ``1 / T2``, ``1 / T1rho``) are interpolated linearly towards joint fluid's by the
+  fill (a fast-exchange mixture; 1 is pure fluid, as by default). The defect keeps the
+  ``joint_fluid`` label.
+* ``meniscal_tear``: cleft width ``(0.8 + 0.7 u3) (0.4 + 0.6 c)`` mm (before the widening to
+  the grid), extent (how far from the free edge towards the rim) the default's times
+  ``0.4 + 0.6 c``, and a fluid fill ``c ** 2`` interpolating the cleft's parameters from
+  meniscus to joint fluid as above (a tear with little fluid in it, or intrasubstance
+  degeneration).
+* ``bone_marrow_oedema``: semi-axes the default's times ``0.4 + 0.6 c``, change
+  ``OEDEMA_CHANGE ** (c ** 2)``.
+* ``effusion``: severity ``c`` (0: no extra fluid; the default draws 0.5 to 1).
+
+:func:`pathology_shape` returns these numbers for a subject's draws.
 """
 
 from __future__ import annotations
@@ -69,15 +95,20 @@ class KneePathology:
         site: name -> int32 ``()`` index into ``PATHOLOGY_SITES[name]``, -1 when absent.
         kind: name -> int32 ``()``: for ``meniscal_tear`` an index into
             :data:`MENISCAL_TEAR_KINDS`, otherwise 0; -1 when absent.
+        conspicuity: name -> float32 ``()``, the conspicuity the pathology was drawn with
+            (module docstring); NaN when absent or drawn the default way. ``None`` (a
+            pathology built by hand) counts as all NaN.
     """
 
     masks: Any
     present: Any
     site: Any
     kind: Any
+    conspicuity: Any = None
 
 
-jax.tree_util.register_dataclass(KneePathology, data_fields=["masks", "present", "site", "kind"],
+jax.tree_util.register_dataclass(KneePathology,
+                                 data_fields=["masks", "present", "site", "kind", "conspicuity"],
                                  meta_fields=[])
 
 
@@ -120,34 +151,85 @@ def parse_pathology(pathology, func):
 def draw_pathology(key, spec):
     """Presence, site and shape parameters of each pathology, drawn from ``key``.
 
-    ``spec`` holds (name, probability, site) in the order of :data:`PATHOLOGY_SITES`; the
-    probability and site (-1 for a random site) may be traced."""
+    ``spec`` holds (name, probability, site) or (name, probability, site, conspicuity) in the
+    order of :data:`PATHOLOGY_SITES`; the probability, site (-1 for a random site) and
+    conspicuity (NaN for the default draws) may be traced."""
     draws = {}
     uniforms = jax.random.uniform(key, (len(spec), 10), jnp.float32)
-    for i, (name, probability, site) in enumerate(spec):
+    for i, (name, probability, site, *rest) in enumerate(spec):
         n_sites = len(PATHOLOGY_SITES[name])
         u = uniforms[i]
         drawn_site = jnp.minimum(jnp.floor(u[0] * n_sites), n_sites - 1).astype(jnp.int32)
         site = jnp.asarray(site, jnp.int32)
+        conspicuity = jnp.asarray(rest[0] if rest else jnp.nan, jnp.float32)
         draws[name] = dict(present=u[1] < probability,
-                           site=jnp.where(site < 0, drawn_site, site), u=u[2:])
+                           site=jnp.where(site < 0, drawn_site, site), u=u[2:],
+                           conspicuity=conspicuity)
     return draws
 
 
+def contrast_scale(conspicuity):
+    """The fraction of a pathology's full contrast at ``conspicuity`` (``c ** 2``; NaN, the
+    default draws, stays NaN)."""
+    return conspicuity * conspicuity
+
+
+def _scaled(d, default, scaled):
+    """``default`` where the draw has no conspicuity (NaN), else ``scaled(c)``."""
+    c = d.get("conspicuity", jnp.float32(jnp.nan))
+    finite = jnp.isfinite(c)
+    return jnp.where(finite, scaled(jnp.where(finite, c, 1.0)), default)
+
+
+def pathology_shape(draws, name):
+    """The size and contrast parameters of pathology ``name`` from its draws (module
+    docstring), a dict of float32 ``()``:
+
+    * ``cartilage_lesion``: ``radius`` (mm), ``depth`` (fraction of the thickness), ``fill``
+      (fluid fraction of the defect), ``rim_change`` (the exponent of
+      :data:`LESION_RIM_CHANGE`: 1 is the full change);
+    * ``meniscal_tear``: ``width`` (mm, before widening to the grid), ``extent`` (fraction of
+      the meniscal width from the free edge), ``fill``;
+    * ``bone_marrow_oedema``: ``radii`` ``(3,)`` (mm), ``change`` (the exponent of
+      :data:`OEDEMA_CHANGE`);
+    * ``effusion``: ``severity``."""
+    d = draws[name]
+    u = d["u"]
+    one = jnp.float32(1.0)
+    if name == "cartilage_lesion":
+        return dict(
+            radius=_scaled(d, 3.5 + 3.5 * u[0], lambda c: (1.5 + 4.5 * c) * (0.8 + 0.4 * u[0])),
+            depth=_scaled(d, 0.5 + 0.5 * u[1],
+                          lambda c: jnp.minimum(1.0, (0.25 + 0.75 * c) * (0.8 + 0.4 * u[1]))),
+            fill=_scaled(d, one, contrast_scale), rim_change=_scaled(d, one, contrast_scale))
+    if name == "meniscal_tear":
+        # How far from the free edge towards the rim: horizontal tears 55 to 90 % of the width,
+        # radial tears 60 % to all of it.
+        extent = jnp.where(_tear_is_radial(d), 0.6 + 0.45 * u[2], 0.55 + 0.35 * u[2])
+        width = 0.8 + 0.7 * u[3]
+        return dict(width=_scaled(d, width, lambda c: width * (0.4 + 0.6 * c)),
+                    extent=_scaled(d, extent, lambda c: extent * (0.4 + 0.6 * c)),
+                    fill=_scaled(d, one, contrast_scale))
+    if name == "bone_marrow_oedema":
+        radii = jnp.stack([5.0 + 6.0 * u[0], 4.0 + 5.0 * u[1], 7.0 + 8.0 * u[2]])
+        return dict(radii=_scaled(d, radii, lambda c: radii * (0.4 + 0.6 * c)),
+                    change=_scaled(d, one, contrast_scale))
+    return dict(severity=_scaled(d, 0.5 + 0.5 * u[0], lambda c: c))
+
+
 def effusion_severity(draws):
-    """0 without effusion, 0.5 to 1 with it."""
+    """0 without effusion, 0.5 to 1 with it (or its conspicuity)."""
     d = draws["effusion"]
-    return jnp.where(d["present"], 0.5 + 0.5 * d["u"][0], 0.0)
+    return jnp.where(d["present"], pathology_shape(draws, "effusion")["severity"], 0.0)
 
 
 def _pick(index, values):
     return jnp.stack([jnp.asarray(v, jnp.float32) for v in values])[index]
 
 
-def _cartilage_lesion(a, lay, fd, labels, d, x, y, z):
+def _lesion_centre(lay, d):
+    """Knee-frame centre ``(cx, cy, cz)`` of a cartilage lesion (on the plate's bone)."""
     u, site = d["u"], d["site"]
-    radius = 3.5 + 3.5 * u[0]
-    depth = 0.5 + 0.5 * u[1]
     centres = []
     for i in (0, 1):
         phi = jnp.deg2rad(-35.0 + 55.0 * u[2])  # along the condyle, positive is posterior
@@ -160,7 +242,15 @@ def _cartilage_lesion(a, lay, fd, labels, d, x, y, z):
     centres.append((lay["xp"] + (u[3] - 0.5) * 0.8 * lay["patella"][0],
                     lay["yp"] + (u[2] - 0.5) * 0.8 * lay["patella"][1],
                     lay["zp"] - lay["patella_post"]))
-    cx, cy, cz = (_pick(site, [c[k] for c in centres]) for k in range(3))
+    return tuple(_pick(site, [c[k] for c in centres]) for k in range(3))
+
+
+def _cartilage_lesion(a, lay, fd, labels, draws, x, y, z):
+    d = draws["cartilage_lesion"]
+    site = d["site"]
+    shape = pathology_shape(draws, "cartilage_lesion")
+    radius, depth = shape["radius"], shape["depth"]
+    cx, cy, cz = _lesion_centre(lay, d)
     plate = jnp.array([L["femoral_cartilage"]] * 2 + [L["tibial_cartilage"]] * 2
                       + [L["patellar_cartilage"]])[site]
     femoral, tibial = site < 2, site < 4
@@ -188,19 +278,18 @@ def _sampled_width(width, normal, rotation, spacing):
     return jnp.maximum(width, 1.05 * need)
 
 
-def _meniscal_tear(a, lay, fd, labels, d, x, y, z, rotation, spacing):
+def _meniscal_tear(a, lay, fd, labels, draws, x, y, z, rotation, spacing):
+    d = draws["meniscal_tear"]
     u, i = d["u"], d["site"]
+    shape = pathology_shape(draws, "meniscal_tear")
     xc, mrx, mrz = (_pick(i, lay[k]) for k in ("xc", "mrx", "mrz"))
     rho_in = _pick(i, lay["rho_in"])
     rho, du, dv = meniscus_frame(dict(xc=jnp.stack([xc]), mrx=jnp.stack([mrx]),
                                       mrz=jnp.stack([mrz]), zm=lay["zm"]), 0, x, z)
     horizontal = ~_tear_is_radial(d)
-    theta = jnp.pi + (u[1] - 0.5) * 1.6  # around the posterior horn
-    # How far from the free edge towards the rim: horizontal tears 55 to 90 % of the width,
-    # radial tears 60 % to all of it.
-    extent = jnp.where(horizontal, 0.55 + 0.35 * u[2], 0.6 + 0.45 * u[2])
-    reach = rho < rho_in + (1.0 - rho_in) * extent
-    width = 0.8 + 0.7 * u[3]
+    theta = _tear_angle(d)
+    reach = rho < rho_in + (1.0 - rho_in) * shape["extent"]
+    width = shape["width"]
     # Horizontal: a slab at a fixed fraction of the local meniscal height, in a sector.
     bottom = TIBIA_TOP + _pick(i, a.tibial_cartilage_thickness)
     top = jnp.minimum(y + fd["f_out"] - _pick(i, lay["gap"]),
@@ -225,9 +314,13 @@ def _tear_is_radial(d):
     return d["u"][0] >= 0.5
 
 
-def _oedema(lay, labels, d, x, y, z):
+def _tear_angle(d):
+    """Angle of the tear around the meniscal ring (pi: the posterior horn)."""
+    return jnp.pi + (d["u"][1] - 0.5) * 1.6
+
+
+def _oedema_centre(lay, d, radii):
     u, site = d["u"], d["site"]
-    radii = (5.0 + 6.0 * u[0], 4.0 + 5.0 * u[1], 7.0 + 8.0 * u[2])
     centres = []
     for i in (0, 1):
         centres.append((lay["xc"][i] + (u[3] - 0.5) * 0.6 * lay["hw"][i],
@@ -237,10 +330,40 @@ def _oedema(lay, labels, d, x, y, z):
         centres.append((lay["xc"][i] + (u[3] - 0.5) * 0.6 * lay["mrx"][i],
                         TIBIA_TOP - 0.5 * radii[1] - 1.0,
                         lay["zm"] + (u[4] - 0.5) * 0.6 * lay["mrz"][i]))
-    centre = tuple(_pick(site, [c[k] for c in centres]) for k in range(3))
+    return tuple(_pick(site, [c[k] for c in centres]) for k in range(3))
+
+
+def _oedema(lay, labels, draws, x, y, z):
+    d = draws["bone_marrow_oedema"]
+    site = d["site"]
+    r = pathology_shape(draws, "bone_marrow_oedema")["radii"]
+    radii = (r[0], r[1], r[2])
+    centre = _oedema_centre(lay, d, radii)
     host = jnp.where(site < 2, L["femur"], L["tibia"])
     inside = sdf.ellipsoid(x, y, z, centre, radii) < 0
     return inside & (labels == host) & d["present"]
+
+
+def pathology_centre(a, lay, draws, name):
+    """Knee-frame point ``(3,)`` (mm) at the heart of pathology ``name`` as drawn, whether
+    present or not (the same draws give the same point): the lesion's centre on the plate's
+    bone surface, the point of a tear's cleft halfway along its extent (at mid-height of the
+    meniscus), the oedema's centre. Not defined for ``effusion``."""
+    d = draws[name]
+    if name == "cartilage_lesion":
+        return jnp.stack(_lesion_centre(lay, d))
+    if name == "bone_marrow_oedema":
+        r = pathology_shape(draws, name)["radii"]
+        return jnp.stack(_oedema_centre(lay, d, (r[0], r[1], r[2])))
+    if name != "meniscal_tear":
+        raise ValueError(f"pathology_centre: no centre for {name!r}")
+    i = d["site"]
+    xc, mrx, mrz, rho_in = (_pick(i, lay[k]) for k in ("xc", "mrx", "mrz", "rho_in"))
+    extent = jnp.minimum(pathology_shape(draws, name)["extent"], 1.0)
+    rho = rho_in + 0.5 * (1.0 - rho_in) * extent
+    theta = _tear_angle(d)
+    y = TIBIA_TOP + _pick(i, a.tibial_cartilage_thickness) + 0.5 * _pick(i, a.meniscus_height)
+    return jnp.stack([xc + rho * jnp.sin(theta) * mrx, y, lay["zm"] + rho * jnp.cos(theta) * mrz])
 
 
 def apply_pathology(a, lay, fd, labels, draws, x, y, z, rotation, spacing):
@@ -249,11 +372,11 @@ def apply_pathology(a, lay, fd, labels, draws, x, y, z, rotation, spacing):
     ``rotation`` takes knee-frame directions to scanner axes; ``spacing`` is the grid spacing
     (mm) along each scanner axis, infinite along a sliced one. Returns ``(labels, masks)``."""
     masks = {}
-    lesion, defect = _cartilage_lesion(a, lay, fd, labels, draws["cartilage_lesion"], x, y, z)
+    lesion, defect = _cartilage_lesion(a, lay, fd, labels, draws, x, y, z)
     masks["cartilage_lesion"] = lesion
-    masks["meniscal_tear"] = _meniscal_tear(a, lay, fd, labels, draws["meniscal_tear"], x, y, z,
-                                            rotation, spacing)
-    masks["bone_marrow_oedema"] = _oedema(lay, labels, draws["bone_marrow_oedema"], x, y, z)
+    masks["meniscal_tear"] = _meniscal_tear(a, lay, fd, labels, draws, x, y, z, rotation,
+                                            spacing)
+    masks["bone_marrow_oedema"] = _oedema(lay, labels, draws, x, y, z)
     masks["effusion"] = (fd["fluid"] & ~fd["fluid_normal"] & (labels == L["joint_fluid"])
                          & draws["effusion"]["present"])
     labels = jnp.where(defect | masks["meniscal_tear"], L["joint_fluid"], labels)

@@ -165,12 +165,14 @@ def to_scanner(anatomy, mirror, points, *, pose=1.0):
 
 
 def grid_config(shape, voxel_size, *, slice_axis=None, centre=(0.0, 0.0, 0.0), side="right",
-                spec=None, pose=1.0, ray_step=1.0):
+                spec=None, pose=1.0, ray_step=1.0, conspicuity=None):
     """The settings of one evaluation, all as arrays (so none of them triggers a compilation):
     grid ``shape`` and ``voxel_size`` (mm), ``centre`` (mm), ``mirror`` (-1 for a left knee),
-    ``pose``, pathology ``probability`` and ``site``, grid ``spacing`` for thin pathologies
-    (infinite along a sliced axis) and the ``ray_step`` (mm) of radiographs."""
+    ``pose``, pathology ``probability``, ``site`` and ``conspicuity`` (NaN: the default draws;
+    ``conspicuity`` is a dict name -> value), grid ``spacing`` for thin pathologies (infinite
+    along a sliced axis) and the ``ray_step`` (mm) of radiographs."""
     spec = spec if spec is not None else parse_pathology(None, "")
+    conspicuity = conspicuity or {}
     spacing = jnp.stack([jnp.float32(jnp.inf) if axis == slice_axis else jnp.float32(d)
                          for axis, d in enumerate(voxel_size)])
     return dict(shape=jnp.asarray(shape, jnp.float32),
@@ -179,6 +181,8 @@ def grid_config(shape, voxel_size, *, slice_axis=None, centre=(0.0, 0.0, 0.0), s
                 mirror=jnp.float32(-1.0 if side == "left" else 1.0), pose=jnp.float32(pose),
                 probability=jnp.asarray([p for _, p, _ in spec], jnp.float32),
                 site=jnp.asarray([s for _, _, s in spec], jnp.int32),
+                conspicuity=jnp.stack([jnp.asarray(conspicuity.get(n, jnp.nan), jnp.float32)
+                                       for n, _, _ in spec]),
                 spacing=spacing, ray_step=jnp.float32(ray_step))
 
 
@@ -190,7 +194,8 @@ def _subject(key, kl_grade, config, severity=None):
     ``draw_anatomy``)."""
     key_anatomy, key_pathology = jax.random.split(key)
     anatomy = draw_anatomy(key_anatomy, kl_grade, severity)
-    spec = tuple(zip(PATHOLOGY_SITES, config["probability"], config["site"]))
+    spec = tuple(zip(PATHOLOGY_SITES, config["probability"], config["site"],
+                     config["conspicuity"]))
     draws = draw_pathology(key_pathology, spec)
     lay = layout(anatomy, effusion_severity(draws))
     mirror, pose = config["mirror"], config["pose"]
@@ -198,7 +203,10 @@ def _subject(key, kl_grade, config, severity=None):
     patella = jnp.stack([lay["xp"], lay["yp"], lay["zp"]])
     anatomy = anatomy.replace(condyle_centres=to_scanner(anatomy, mirror, centres, pose=pose),
                               patella_centre=to_scanner(anatomy, mirror, patella, pose=pose))
-    return anatomy, lay, draws, pathology_flags(draws)
+    present = pathology_flags(draws)[0]
+    conspicuity = {name: jnp.where(present[name], draws[name]["conspicuity"], jnp.nan)
+                   for name in PATHOLOGY_SITES}
+    return anatomy, lay, draws, (*pathology_flags(draws), conspicuity)
 
 
 def _evaluate(anatomy, lay, draws, config, index):
@@ -256,7 +264,9 @@ def knee_phantom(key: jax.Array, *, shape: Sequence[int] = (64, 128, 128),
                  centre: Sequence[float] = (0.0, 0.0, 0.0), slice_axis: int | None = None,
                  slice_index: int | None = None,
                  pathology: str | Sequence[str] | Mapping[str, float | bool | str] | None = None,
-                 kl_grade: int | ArrayLike = 0, side: str = "right") -> KneePhantom:
+                 kl_grade: int | ArrayLike = 0, side: str = "right",
+                 conspicuity: float | ArrayLike | Mapping[str, float | ArrayLike] | None = None
+                 ) -> KneePhantom:
     """Draw one knee: integer tissue labels, its anatomy and its pathologies.
 
     The same key always gives the same subject; the anatomy depends on the key only, so
@@ -284,6 +294,12 @@ def knee_phantom(key: jax.Array, *, shape: Sequence[int] = (64, 128, 128),
             osteophytes, subchondral sclerosis; see :data:`KL_GRADE_TABLE`), an int or an int
             array (traced values are clipped to 0..4).
         side: ``"right"`` or ``"left"`` knee.
+        conspicuity: ``None`` (sizes and contrasts drawn as stated in
+            ``mskjax.sim._pathology``), a number in [0, 1] for every pathology, or a dict
+            mapping pathology names to such numbers (the others drawn the default way): scales
+            the size and the contrast of each pathology that is present, from invisible (0)
+            to as conspicuous as the defaults (1); see ``mskjax.sim._pathology``. A float
+            scalar array may be traced.
 
     Returns:
         :class:`KneePhantom` with ``labels`` int32 ``shape`` (or the 2D slice),
@@ -298,13 +314,15 @@ def knee_phantom(key: jax.Array, *, shape: Sequence[int] = (64, 128, 128),
     if side not in ("right", "left"):
         raise ValueError(f"{func}: side must be 'right' or 'left', got {side!r}")
     centre = _check_centre(centre, func)
+    conspicuity = check_conspicuity(conspicuity, func)
     config = grid_config(shape, voxel_size, slice_axis=slice_axis, centre=centre, side=side,
-                         spec=spec)
-    anatomy, lay, draws, (present, site, kind) = _subject(key, kl_grade, config)
+                         spec=spec, conspicuity=conspicuity)
+    anatomy, lay, draws, (present, site, kind, drawn) = _subject(key, kl_grade, config)
     out = evaluate_grid(anatomy, lay, draws, config, shape, slice_axis,
                         0 if slice_index is None else slice_index)
     kept = tuple(i for i in range(3) if i != slice_axis)
-    pathology = KneePathology(masks=out["masks"], present=present, site=site, kind=kind)
+    pathology = KneePathology(masks=out["masks"], present=present, site=site, kind=kind,
+                              conspicuity=drawn)
     evaluation = dict(layout=lay, draws=draws, config=config,
                       slice_index=jnp.int32(0 if slice_index is None else slice_index))
     return KneePhantom(labels=out["labels"], anatomy=anatomy, pathology=pathology,
@@ -357,6 +375,35 @@ def _check_centre(centre, func):
     if values.shape != (3,) or not np.all(np.isfinite(values)):
         raise ValueError(f"{func}: centre must be 3 finite numbers (mm), got {centre!r}")
     return tuple(float(v) for v in values)
+
+
+def check_conspicuity(conspicuity, func):
+    """``conspicuity`` of :func:`knee_phantom` as a dict name -> float32 scalar."""
+    if conspicuity is None:
+        return {}
+    if not isinstance(conspicuity, Mapping):
+        conspicuity = {name: conspicuity for name in PATHOLOGY_SITES}
+    out = {}
+    for name, value in conspicuity.items():
+        if name not in PATHOLOGY_SITES:
+            raise ValueError(f"{func}: unknown pathology {name!r} in conspicuity; expected "
+                             f"some of {list(PATHOLOGY_SITES)}")
+        if isinstance(value, jax.core.Tracer) or (
+                hasattr(value, "dtype") and not isinstance(value, np.generic)):
+            if value.shape != () or not jnp.issubdtype(value.dtype, jnp.floating):
+                raise TypeError(f"{func}: conspicuity[{name!r}] must be a number in [0, 1] or a "
+                                f"float scalar array, got {value.dtype} of shape {value.shape}")
+            if not isinstance(value, jax.core.Tracer) and not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{func}: conspicuity[{name!r}] must be in [0, 1], got "
+                                 f"{float(value)!r}")
+            out[name] = jnp.asarray(value, jnp.float32)
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+                0.0 <= float(value) <= 1.0):
+            raise ValueError(f"{func}: conspicuity[{name!r}] must be a number in [0, 1], got "
+                             f"{value!r}")
+        out[name] = jnp.float32(value)
+    return out
 
 
 def check_grade(grade, name, func):

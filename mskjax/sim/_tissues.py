@@ -45,7 +45,9 @@ Sources:
 
 Pathology changes (model choices, not measurements): bone-marrow oedema scales the fat
 fraction by :data:`OEDEMA_CHANGE` (more water, longer water T2); the rim of a cartilage lesion
-has raised T2, T1rho and proton density (:data:`LESION_RIM_CHANGE`).
+has raised T2, T1rho and proton density (:data:`LESION_RIM_CHANGE`). A pathology drawn with a
+conspicuity ``c`` (``knee_phantom(..., conspicuity=...)``) has these changes raised to the power
+``c ** 2``, and its fluid (a lesion's defect, a tear's cleft) mixed with the host tissue.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from jax.typing import ArrayLike
 
 from . import _sdf as sdf
 from ._geometry import KNEE_LABELS
+from ._pathology import contrast_scale
 
 if TYPE_CHECKING:
     from ._phantom import KneePhantom
@@ -194,20 +197,72 @@ def check_texture(texture, key, func):
     return float(texture)
 
 
+def _factor(factor, c):
+    """``factor ** c``, exactly ``factor`` where ``c`` is NaN (the default draws)."""
+    finite = jnp.isfinite(c)
+    return jnp.where(finite, jnp.float32(factor) ** jnp.where(finite, c, 1.0), factor)
+
+
+def _fill(values, where, host, fill, table):
+    """Inside ``where``, the tissue ``host`` (a dict of parameter scalars) mixed with joint
+    fluid by ``fill`` (NaN: left as it is): proton density and fat fraction linearly, the
+    relaxation rates ``1 / T`` linearly (fast exchange)."""
+    fluid = table[KNEE_LABELS["joint_fluid"]]
+    where = where & jnp.isfinite(fill)
+    f = jnp.where(jnp.isfinite(fill), fill, 1.0)
+    out = dict(values)
+    for i, name in enumerate(PARAMETER_NAMES):
+        if name in ("proton_density", "fat_fraction"):
+            mixed = (1.0 - f) * host[name] + f * fluid[i]
+        else:
+            mixed = 1.0 / ((1.0 - f) / host[name] + f / fluid[i])
+        out[name] = jnp.where(where, mixed, values[name])
+    return out
+
+
 def maps_from_labels(labels, pathology, table, white, texture):
     """:class:`TissueMaps` from labels, pathology masks (or None) and a parameter table;
-    ``white`` is standard normal noise shaped like ``labels``, smoothed into the texture."""
+    ``white`` is standard normal noise shaped like ``labels``, smoothed into the texture.
+
+    A pathology drawn with a conspicuity (``mskjax.sim._pathology``) scales its changes by
+    ``s = contrast_scale(c)``: the oedema and rim factors become ``factor ** s``, and the defect
+    of a cartilage lesion and the cleft of a meniscal tear (fluid-labelled voxels of their
+    masks) hold their host tissue mixed with joint fluid by the fill ``s``."""
     values = {name: table[:, i][labels] for i, name in enumerate(PARAMETER_NAMES)}
     if pathology is not None:
+        conspicuity = getattr(pathology, "conspicuity", None) or {}
+        nan = jnp.float32(jnp.nan)
+        c = {name: contrast_scale(jnp.asarray(conspicuity.get(name, nan), jnp.float32))
+             for name in ("cartilage_lesion", "meniscal_tear", "bone_marrow_oedema")}
         oedema = pathology.masks["bone_marrow_oedema"]
         for name, factor in OEDEMA_CHANGE.items():
-            values[name] = jnp.where(oedema, values[name] * factor, values[name])
+            values[name] = jnp.where(
+                oedema, values[name] * _factor(factor, c["bone_marrow_oedema"]), values[name])
         cartilage = ((labels == KNEE_LABELS["femoral_cartilage"])
                      | (labels == KNEE_LABELS["tibial_cartilage"])
                      | (labels == KNEE_LABELS["patellar_cartilage"]))
         rim = pathology.masks["cartilage_lesion"] & cartilage
-        for name, factor in LESION_RIM_CHANGE.items():
+        rim_factor = {name: _factor(factor, c["cartilage_lesion"])
+                      for name, factor in LESION_RIM_CHANGE.items()}
+        for name, factor in rim_factor.items():
             values[name] = jnp.where(rim, values[name] * factor, values[name])
+        fluid = labels == KNEE_LABELS["joint_fluid"]
+        # The defect: degenerated cartilage of the lesion's plate (with the rim's change),
+        # filled with fluid by the conspicuity.
+        site = jnp.clip(jnp.asarray(pathology.site["cartilage_lesion"]), 0, 4)
+        plate = jnp.asarray([KNEE_LABELS[n] for n in ("femoral_cartilage",) * 2
+                             + ("tibial_cartilage",) * 2 + ("patellar_cartilage",)])[site]
+        host = {name: table[plate, i] * rim_factor.get(name, 1.0)
+                for i, name in enumerate(PARAMETER_NAMES)}
+        values = _fill(values, pathology.masks["cartilage_lesion"] & fluid, host,
+                       c["cartilage_lesion"], table)
+        # The cleft: the torn meniscus filled with fluid by the conspicuity.
+        site = jnp.clip(jnp.asarray(pathology.site["meniscal_tear"]), 0, 1)
+        meniscus = jnp.where(site == 0, KNEE_LABELS["medial_meniscus"],
+                             KNEE_LABELS["lateral_meniscus"])
+        host = {name: table[meniscus, i] for i, name in enumerate(PARAMETER_NAMES)}
+        values = _fill(values, pathology.masks["meniscal_tear"] & fluid, host,
+                       c["meniscal_tear"], table)
     if texture:
         field = smooth_field(white)
         values["proton_density"] = values["proton_density"] * jnp.maximum(1.0 + texture * field,
