@@ -72,6 +72,31 @@ def _parser() -> argparse.ArgumentParser:
     sset.add_argument("--clean", action="store_true", help="the clean (not realistic) rendering")
     sset.add_argument("--seed", type=int, default=0)
     sset.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    cset = data_commands.add_parser(
+        "make-cls-set", help="simulate a labelled classification set, split by subject",
+        description="Draw a labelled set for a detection or grading task and write train.npz, "
+                    "test.npz and manifest.json (held-out subjects in test): 'radiograph' "
+                    "(KL grade, ordinal), 'radiograph-jsw' (minimum joint-space width in mm, "
+                    "regression), 'lesion' (cartilage lesion on a sagittal MR slice, binary, "
+                    "graded conspicuity), 'tear' (meniscal tear on sagittal, coronal and axial "
+                    "stacks, binary) or 'real-lesion' (lesions inserted into the real knee "
+                    "images of --images, binary).")
+    cset.add_argument("--source", required=True,
+                      choices=["radiograph", "radiograph-jsw", "lesion", "tear", "real-lesion"])
+    cset.add_argument("--out", required=True, help="output folder (new or empty)")
+    cset.add_argument("--train-subjects", type=int, default=400)
+    cset.add_argument("--test-subjects", type=int, default=200)
+    cset.add_argument("--size", type=int, default=None,
+                      help="image size in pixels (default by source)")
+    cset.add_argument("--images", default=None,
+                      help="real-lesion: an npz with 'images' and 'subject' (default "
+                           "knee_axial_rss.npz from the data folder)")
+    cset.add_argument("--per-image", type=int, default=8,
+                      help="real-lesion: lesions (and as many shams) per image and kind")
+    cset.add_argument("--conspicuity", type=float, nargs=2, default=[0.0, 1.0],
+                      metavar=("LOW", "HIGH"), help="range the conspicuity is drawn from")
+    cset.add_argument("--seed", type=int, default=0)
+    cset.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     trainer = commands.add_parser("train", help="train learned models")
     train_commands = trainer.add_subparsers(dest="train_command", required=True)
     tr = train_commands.add_parser(
@@ -125,6 +150,34 @@ def _parser() -> argparse.ArgumentParser:
     ts.add_argument("--checkpoint-every", type=int, default=200)
     ts.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    tc = train_commands.add_parser(
+        "cls", help="train a classifier on a make-cls-set folder",
+        description="Train a classifier (ResNet, DenseNet, 3D CNN or the MRNet-layout "
+                    "multi-view net) on the train split of --data with the loss of its task "
+                    "(binary, multiclass, ordinal or regression), classes balanced. "
+                    "Checkpoints, metrics.jsonl and summary.json go into --out; the same "
+                    "command again resumes the run.")
+    tc.add_argument("--model", required=True,
+                    choices=["resnet18", "resnet34", "resnet50", "resnet-small", "densenet121",
+                             "densenet-small", "cnn3d", "multiview"])
+    tc.add_argument("--data", required=True, help="a folder made by make-cls-set")
+    tc.add_argument("--out", required=True, help="the run's folder (resumed if it holds one)")
+    tc.add_argument("--config", nargs="*", metavar="KEY=VALUE",
+                    help="backbone options, e.g. width=32 norm=batch")
+    tc.add_argument("--steps", type=int, default=2000, help="the last step (default 2000)")
+    tc.add_argument("--max-minutes", type=float, default=None,
+                    help="stop after this many minutes of training")
+    tc.add_argument("--batch-size", type=int, default=16)
+    tc.add_argument("--lr", type=float, default=1e-3)
+    tc.add_argument("--drop-prob", type=float, default=0.0)
+    tc.add_argument("--seed", type=int, default=0)
+    tc.add_argument("--init-backbone", default=None,
+                    help="start the backbone from this `train cls` run (transfer learning)")
+    tc.add_argument("--backbone-lr", type=float, default=None,
+                    help="with --init-backbone: the backbone's learning rate (0 freezes it)")
+    tc.add_argument("--checkpoint-every", type=int, default=200)
+    tc.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     evaluator = commands.add_parser("eval", help="evaluate trained models")
     eval_commands = evaluator.add_subparsers(dest="eval_command", required=True)
     ev = eval_commands.add_parser(
@@ -154,6 +207,29 @@ def _parser() -> argparse.ArgumentParser:
                     help="skip the largest-connected-component clean-up")
     es.add_argument("--json", default=None, dest="json_path", help="write the scores here")
     es.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    ec = eval_commands.add_parser(
+        "cls", help="score a trained classifier on held-out subjects",
+        description="Classify every example of the test split of --data and print the "
+                    "statistics of its task with 95%% bootstrap intervals: ROC AUC, the Youden "
+                    "point and the AUC per conspicuity bin (binary); accuracy, balanced "
+                    "accuracy, quadratic kappa and the AUC of grade >= 2 (ordinal); RMSE and "
+                    "MAE (regression).")
+    ec.add_argument("--checkpoint", required=True, help="a `train cls` --out folder")
+    ec.add_argument("--data", required=True, help="a folder made by make-cls-set")
+    ec.add_argument("--split", default="test")
+    ec.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    ec.add_argument("--json", default=None, dest="json_path", help="write the scores here")
+
+    cl = commands.add_parser(
+        "classify", help="classify an image with a trained classifier",
+        description="Classify IMAGE (.npy, .npz, NIfTI or DICOM; a stack gives its middle "
+                    "slice unless --slice) with a `train cls` checkpoint, print the class "
+                    "probabilities, and write the Grad-CAM map over the image with --figure.")
+    cl.add_argument("image", help="the image file")
+    cl.add_argument("--checkpoint", required=True, help="a `train cls` --out folder")
+    cl.add_argument("--figure", default=None, help="write the activation-map PNG here")
+    cl.add_argument("--slice", type=int, default=None, dest="slice_index")
 
     sg = commands.add_parser(
         "segment", help="segment a NIfTI volume with a trained net (NIfTI out)",
@@ -335,6 +411,78 @@ def main(argv=None) -> int:
             return 2
         print(f"segmented {report['input']} with {report['model']} in {report['seconds']:.1f} s;"
               f" wrote {report['output']}")
+    if args.command == "data" and args.data_command == "make-cls-set":
+        try:
+            from ..io import make_classification_set
+        except ImportError as err:
+            return _missing(err)
+
+        try:
+            manifest = make_classification_set(
+                args.out, source=args.source, train_subjects=args.train_subjects,
+                test_subjects=args.test_subjects, size=args.size, images=args.images,
+                seed=args.seed, per_image=args.per_image, conspicuity=tuple(args.conspicuity),
+                progress=not args.no_progress)
+        except (ValueError, TypeError, OSError) as err:
+            print(f"mskjax: error: {err}", file=sys.stderr)
+            return 2
+        counts = ", ".join(f"{name}: {split['examples']} examples"
+                           for name, split in manifest["splits"].items())
+        print(f"wrote a {manifest['task']} set to {args.out} ({counts})")
+    if args.command == "train" and args.train_command == "cls":
+        try:
+            from ._learned import parse_config
+            from ._train_cls import train_cls
+        except ImportError as err:
+            return _missing(err)
+
+        try:
+            summary = train_cls(
+                data=args.data, out=args.out, model=args.model,
+                config=parse_config(args.config, "mskjax train cls"), steps=args.steps,
+                max_minutes=args.max_minutes, batch_size=args.batch_size, lr=args.lr,
+                seed=args.seed, drop_prob=args.drop_prob, init_backbone=args.init_backbone,
+                backbone_lr=args.backbone_lr, checkpoint_every=args.checkpoint_every,
+                progress=not args.no_progress)
+        except (ValueError, TypeError, OSError) as err:
+            print(f"mskjax: error: {err}", file=sys.stderr)
+            return 2
+        print(f"trained {summary['model']} to step {summary['steps']} "
+              f"(stopped by {summary['stopped_by']}); final loss "
+              f"{summary['final_loss_mean_of_last_20']:.4f}; wrote {args.out}")
+    if args.command == "eval" and args.eval_command == "cls":
+        try:
+            from ._train_cls import evaluate_cls, format_cls_table
+        except ImportError as err:
+            return _missing(err)
+
+        try:
+            result = evaluate_cls(checkpoint=args.checkpoint, data=args.data, split=args.split,
+                                  json_path=args.json_path, num_samples=args.bootstrap)
+        except (ValueError, TypeError, OSError) as err:
+            print(f"mskjax: error: {err}", file=sys.stderr)
+            return 2
+        print(format_cls_table(result))
+        if args.json_path:
+            print(f"wrote {args.json_path}")
+    if args.command == "classify":
+        try:
+            from ._train_cls import classify_file
+        except ImportError as err:
+            return _missing(err)
+
+        try:
+            report = classify_file(args.image, checkpoint=args.checkpoint, figure=args.figure,
+                                   slice_index=args.slice_index)
+        except (ValueError, TypeError, OSError) as err:
+            print(f"mskjax: error: {err}", file=sys.stderr)
+            return 2
+        probs = report.get("probabilities")
+        listed = ", ".join(f"{k}: {v:.3f}" for k, v in probs.items()) if probs else ""
+        print(f"{report['input']}: {report['model']} predicts {report['prediction']}"
+              + (f" ({listed})" if listed else ""))
+        if "figure" in report:
+            print(f"wrote {report['figure']}")
     if args.command == "quant":
         try:
             from ._quant import run_quant_command

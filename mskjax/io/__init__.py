@@ -17,6 +17,7 @@ from ._atomic import atomic_path
 from ._cfl import cfl_dims, read_cfl, write_cfl
 from ._dicom import (DicomImage, DicomSeries, DicomSeriesSummary, QDessParameters,
                      list_dicom_series, read_dicom, read_dicom_series, read_qdess_parameters)
+from ._cls_sim import make_classification_set
 from ._cls_set import (read_classification_manifest, read_classification_set,
                        write_classification_set)
 from ._fastmri import (FastMRIFile, FastMRIHeader, ismrmrd_header_xml, parse_ismrmrd_header,
@@ -37,5 +38,5 @@ __all__ = [
     "ValidationReport", "Mismatch", "make_kspace_set", "fastmri_batches", "fastmri_slices",
     "atomic_path", "make_segmentation_set", "read_segmentation_set", "segmentation_pairs",
     "phantom_affine", "write_classification_set", "read_classification_set",
-    "read_classification_manifest",
+    "read_classification_manifest", "make_classification_set",
 ]
