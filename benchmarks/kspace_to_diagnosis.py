@@ -55,7 +55,7 @@ import optax
 from flax import nnx
 
 import mskjax
-from mskjax import metrics, nets, pipeline, sampling, sim, train
+from mskjax import losses, metrics, nets, pipeline, sampling, sim, train
 from _common import first_and_steady
 
 ROOT = Path(__file__).resolve().parent
@@ -187,7 +187,7 @@ def classifier_trainer(template):
 
     def loss_fn(params, batch, key):
         outputs = train.merge_model(graphdef, params, rest)(batch["x"])
-        return pipeline.classification_loss(batch["y"], outputs, task="binary"), {}
+        return losses.classification_loss(batch["y"], outputs, task="binary"), {}
 
     steps = {}
 

@@ -11,7 +11,7 @@ See :mod:`mskjax.pipeline._stage` for the contract. Example::
     out = jax.jit(pipe.apply)(params, sample)
 """
 
-from ._diagnosis import (CLASSIFIER_INPUTS, DIAGNOSIS_STAGES, classification_loss,
+from ._diagnosis import (CLASSIFIER_INPUTS, DIAGNOSIS_STAGES,
                          classifier_channels, diagnosis_loss, diagnosis_stages, freeze_stages,
                          kspace_to_diagnosis, merge_trainable, split_trainable)
 from ._sample import Sample
@@ -20,5 +20,5 @@ from ._stages import identity, map_field, undersample, zero_filled
 
 __all__ = ["Sample", "Stage", "chain", "named_chain", "stateless", "identity", "undersample",
            "zero_filled", "map_field", "kspace_to_diagnosis", "diagnosis_loss",
-           "classification_loss", "classifier_channels", "freeze_stages", "split_trainable",
+           "classifier_channels", "freeze_stages", "split_trainable",
            "merge_trainable", "diagnosis_stages", "DIAGNOSIS_STAGES", "CLASSIFIER_INPUTS"]

@@ -220,41 +220,6 @@ def diagnosis_stages(*, mask: Any = None, reconstruction: Any, segmentation: Any
 # --- training ----------------------------------------------------------------------------------
 
 
-def classification_loss(labels: jax.Array, outputs: jax.Array, *, task: str) -> jax.Array:
-    """The mean loss of a classifier head's outputs for its task.
-
-    Args:
-        labels: ``(batch,)`` references: 0/1 (``binary``), class indices (``multiclass``),
-            grades ``0..K-1`` (``ordinal``), values (``regression``).
-        outputs: ``(batch, num_outputs)`` head outputs (see :mod:`mskjax.nets._classifier`).
-        task: one of ``nets.TASKS`` (keyword-only).
-
-    Returns:
-        Scalar: ``binary`` the sigmoid cross-entropy; ``multiclass`` the softmax
-        cross-entropy; ``ordinal`` the sum over the ``K - 1`` thresholds of the sigmoid
-        cross-entropy of ``logit P(y > k)`` against ``[y > k]`` (CORAL); ``regression`` the
-        squared error. Each averaged over the batch.
-    """
-    func = "mskjax.pipeline.classification_loss"
-    outputs, labels = jnp.asarray(outputs), jnp.asarray(labels)
-    if outputs.ndim != 2 or labels.shape != outputs.shape[:1]:
-        raise ValueError(f"{func}: expected outputs (batch, num_outputs) and labels (batch,), "
-                         f"got shapes {outputs.shape} and {labels.shape}")
-    if task == "binary":
-        return jnp.mean(optax.sigmoid_binary_cross_entropy(outputs[:, 0],
-                                                           labels.astype(outputs.dtype)))
-    if task == "multiclass":
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
-            outputs, labels.astype(jnp.int32)))
-    if task == "ordinal":
-        above = labels[:, None] > jnp.arange(outputs.shape[1])
-        per_threshold = optax.sigmoid_binary_cross_entropy(outputs, above.astype(outputs.dtype))
-        return jnp.mean(jnp.sum(per_threshold, axis=1))
-    if task == "regression":
-        return jnp.mean(jnp.square(outputs[:, 0] - labels.astype(outputs.dtype)))
-    raise ValueError(f"{func}: task must be one of {nets.TASKS}, got {task!r}")
-
-
 def _check_weights(weights):
     if not isinstance(weights, Mapping) or not weights:
         raise TypeError(f"{_LOSS}: weights must be a non-empty dict with keys from {LOSS_TERMS}, "
@@ -315,7 +280,7 @@ def diagnosis_loss(params: Mapping[str, Any], batch, key: jax.Array, *, chain: S
         (``"<term>_loss"``, unweighted).
 
     The segmentation term is :func:`mskjax.losses.dice_ce_loss` of the segment stage's logits;
-    the classification term is :func:`classification_loss`.
+    the classification term is :func:`mskjax.losses.classification_loss`.
     """
     weights = _check_weights(weights)
     if not isinstance(chain, tuple) or len(chain) != 2:
@@ -369,7 +334,7 @@ def diagnosis_loss(params: Mapping[str, Any], batch, key: jax.Array, *, chain: S
                                                     num_classes=logits.shape[-1])
     if "classification" in weights:
         labels = references["classification"]
-        terms["classification"] = classification_loss(labels, out.label, task=task)
+        terms["classification"] = losses.classification_loss(labels, out.label, task=task)
     loss = sum(weights[name] * value for name, value in terms.items())
     return loss, {f"{name}_loss": value for name, value in terms.items()}
 

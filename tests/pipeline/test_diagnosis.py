@@ -208,34 +208,6 @@ def test_the_loss_is_the_weighted_sum_of_its_terms(chain_and_params, jitted_appl
     assert set(metrics) == {"reconstruction_loss"}
 
 
-def test_classification_loss_against_torch():
-    rng = np.random.default_rng(0)
-    logits = rng.standard_normal((6, 4)).astype(np.float32)
-    labels = rng.integers(0, 4, 6)
-    expected = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(labels))
-    np.testing.assert_allclose(pipeline.classification_loss(labels, logits, task="multiclass"),
-                               expected.item(), rtol=1e-5)
-    binary = rng.integers(0, 2, 6)
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(
-        torch.tensor(logits[:, 0]), torch.tensor(binary, dtype=torch.float32))
-    np.testing.assert_allclose(pipeline.classification_loss(binary, logits[:, :1],
-                                                            task="binary"),
-                               expected.item(), rtol=1e-5)
-    # Ordinal (CORAL): the sum over thresholds k of BCE(logit_k, [y > k]).
-    grades = rng.integers(0, 4, 6)
-    expected = sum(torch.nn.functional.binary_cross_entropy_with_logits(
-        torch.tensor(logits[:, k]), torch.tensor((grades > k).astype(np.float32))).item()
-        for k in range(3))
-    np.testing.assert_allclose(pipeline.classification_loss(grades, logits[:, :3],
-                                                            task="ordinal"), expected, rtol=1e-5)
-    values = rng.standard_normal(6).astype(np.float32)
-    np.testing.assert_allclose(pipeline.classification_loss(values, logits[:, :1],
-                                                            task="regression"),
-                               np.mean((logits[:, 0] - values) ** 2), rtol=1e-5)
-    with pytest.raises(ValueError, match="classification_loss: expected outputs"):
-        pipeline.classification_loss(labels, logits[:, 0], task="binary")
-
-
 def test_train_step_with_frozen_stages_leaves_them_unchanged(chain_and_params):
     chain, params = chain_and_params
     batch = stack([example(s) for s in range(2)])
