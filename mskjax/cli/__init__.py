@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
                            "(0: no segmentation and T2 map)")
     demo.add_argument("--seg-checkpoint", default=None,
                       help="segment with a 2D model trained by `mskjax train seg` instead")
+    demo.add_argument("--cls-steps", type=int, default=300,
+                      help="steps of the small lesion classifier trained by the demo "
+                           "(0: no detection)")
+    demo.add_argument("--cls-checkpoint", default=None,
+                      help="detect lesions with a binary 2D model trained by `mskjax train cls`")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     data = commands.add_parser("data", help="build data sets")
@@ -268,6 +273,7 @@ def main(argv=None) -> int:
                               center_fraction=args.center_fraction, snr_db=args.snr_db,
                               seed=args.seed, checkpoint=args.checkpoint,
                               seg_steps=args.seg_steps, seg_checkpoint=args.seg_checkpoint,
+                              cls_steps=args.cls_steps, cls_checkpoint=args.cls_checkpoint,
                               progress=not args.no_progress)
         except (ValueError, TypeError, OSError) as err:
             print(f"mskjax: error: {err}", file=sys.stderr)
@@ -283,9 +289,16 @@ def main(argv=None) -> int:
             print(f"  segmentation Dice: femur {dice['femur']:.3f}, tibia {dice['tibia']:.3f}, "
                   f"femoral cartilage {dice['femoral_cartilage']:.3f}; femoral cartilage T2 "
                   f"{t2['predicted_mask_ms']:.1f} ms (true {t2['true_ms']:.0f} ms)")
-            print(f"wrote {args.out}/figure.png, segmentation_t2.png and metrics.json")
-        else:
-            print(f"wrote {args.out}/figure.png and {args.out}/metrics.json")
+        if "detection" in report:
+            auc = report["detection"]["roc_auc"]
+            print(f"  cartilage lesion detection on {report['detection']['held_out_subjects']} "
+                  f"held-out slices: ROC AUC {auc['estimate']:.3f} (95% CI {auc['low']:.3f}-"
+                  f"{auc['high']:.3f})")
+        written = ["figure.png"] + (["segmentation_t2.png"] if "segmentation_t2" in report
+                                    else []) + (["detection.png"] if "detection" in report
+                                                else [])
+        print(f"wrote {', '.join(f'{args.out}/{w}' for w in written)} and {args.out}/"
+              "metrics.json")
     if args.command == "data" and args.data_command == "make-kspace-set":
         try:
             from ..io import make_kspace_set

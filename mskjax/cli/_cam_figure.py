@@ -35,7 +35,7 @@ def _stack(x, name):
 
 
 def activation_map_figure(images, maps, *, titles: Sequence[str] | None = None,
-                          path: str | os.PathLike) -> Path:
+                          path: str | os.PathLike, outlines=None) -> Path:
     """Write a PNG with one panel per example: the grey image, its map over it in 'jet'.
 
     Each panel shows the image in grey (its own minimum to maximum) and the map as a 'jet'
@@ -49,6 +49,8 @@ def activation_map_figure(images, maps, *, titles: Sequence[str] | None = None,
         maps: the same shape (maps at the images' resolution), real, finite.
         titles: one title per example (keyword-only), or ``None``.
         path: the PNG to write (keyword-only); its folder must exist.
+        outlines: ``None``, or one boolean mask (the images' shape) or ``None`` per example,
+            drawn as a white contour (e.g. the true lesion).
 
     Returns:
         ``path`` as a :class:`pathlib.Path`.
@@ -63,6 +65,12 @@ def activation_map_figure(images, maps, *, titles: Sequence[str] | None = None,
         if len(titles) != count or not all(isinstance(t, str) for t in titles):
             raise ValueError(f"{_FUNC}: titles must be {count} strings (one per example), got "
                              f"{titles!r}")
+    if outlines is not None:
+        outlines = list(outlines)
+        if len(outlines) != count or not all(
+                o is None or np.shape(o) == images.shape[1:] for o in outlines):
+            raise ValueError(f"{_FUNC}: outlines must be {count} masks of shape "
+                             f"{images.shape[1:]} or None")
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{_FUNC}: the folder of {path} does not exist")
@@ -85,6 +93,9 @@ def activation_map_figure(images, maps, *, titles: Sequence[str] | None = None,
         low, high = float(maps[i].min()), float(maps[i].max())
         ax.imshow(maps[i], cmap="jet", alpha=ALPHA, vmin=low, vmax=high if high > low else low + 1,
                   interpolation="nearest")
+        if outlines is not None and outlines[i] is not None and np.any(outlines[i]):
+            ax.contour(np.asarray(outlines[i], dtype=float), levels=[0.5], colors="white",
+                       linewidths=1.0)
         if titles is not None:
             ax.set_title(titles[i], fontsize=9)
     try:

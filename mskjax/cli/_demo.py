@@ -75,13 +75,17 @@ def _figure(path, target, kspace, mask, recons, scores, title):
 
 def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acceleration=4,
              center_fraction=0.08, snr_db=30.0, seed=0, l1_lamda=0.002, checkpoint=None,
-             seg_steps=1000, seg_checkpoint=None, progress=True) -> dict:
+             seg_steps=1000, seg_checkpoint=None, cls_steps=300, cls_checkpoint=None,
+             progress=True) -> dict:
     """Run the demo and write ``figure.png``, ``segmentation_t2.png`` and ``metrics.json``
     into ``out``.
 
     The segmentation and T2 part (:mod:`mskjax.cli._demo_seg`) uses ``seg_checkpoint`` (a
     ``mskjax train seg`` run of a 2D model) or trains a small U-Net for ``seg_steps`` steps;
-    ``seg_steps=0`` without a checkpoint leaves it out.
+    ``seg_steps=0`` without a checkpoint leaves it out. The detection part
+    (:mod:`mskjax.cli._demo_cls`, ``detection.png``) likewise uses ``cls_checkpoint`` (a
+    ``mskjax train cls`` run of a binary 2D classifier) or trains a small ResNet for
+    ``cls_steps`` steps; ``cls_steps=0`` without a checkpoint leaves it out.
 
     Returns:
         The metrics dictionary that was written.
@@ -90,8 +94,11 @@ def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acc
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(seg_steps, bool) or not isinstance(seg_steps, int) or seg_steps < 0:
         raise ValueError(f"mskjax demo: --seg-steps must be an integer >= 0, got {seg_steps!r}")
+    if isinstance(cls_steps, bool) or not isinstance(cls_steps, int) or cls_steps < 0:
+        raise ValueError(f"mskjax demo: --cls-steps must be an integer >= 0, got {cls_steps!r}")
     segment = seg_steps > 0 or seg_checkpoint is not None
-    bar = tqdm(total=6 + segment, desc="mskjax demo", unit="step", disable=not progress)
+    classify = cls_steps > 0 or cls_checkpoint is not None
+    bar = tqdm(total=6 + segment + classify, desc="mskjax demo", unit="step", disable=not progress)
 
     bar.set_postfix_str("load image")
     if data is None:
@@ -179,6 +186,13 @@ def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acc
         bar.set_postfix_str("segmentation + T2 map")
         report["segmentation_t2"] = segmentation_and_t2(out, seed=seed, steps=seg_steps,
                                                         checkpoint=seg_checkpoint)
+        bar.update()
+    if classify:
+        from ._demo_cls import detection
+
+        bar.set_postfix_str("lesion detection + activation maps")
+        report["detection"] = detection(out, seed=seed, steps=cls_steps,
+                                        checkpoint=cls_checkpoint)
         bar.update()
     write_json(out / "metrics.json", report)
     bar.update()
