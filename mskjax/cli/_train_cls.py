@@ -35,8 +35,8 @@ from ..io import read_classification_set
 from ._cls_models import (CLS_MODELS, build_cls_model, cls_model_spec, model_input,
                           normalise_example, predict_outputs)
 from ._files import write_json
-from ._run import (checkpoint_folder, optimizer, prepare_run_folder, restore_trained,
-                   run_training, start_state, write_summary)
+from ._run import (checkpoint_folder, optimizer, prepare_run_folder, run_training,
+                   start_state, write_summary)
 
 _TRAIN = "mskjax train cls"
 _EVAL = "mskjax eval cls"
@@ -194,12 +194,7 @@ def train_cls(*, data, out, model: str = "resnet18", config: dict | None = None,
         net = train.load_backbone(net, checkpoint_folder(init_backbone, _TRAIN,
                                                          "mskjax train cls"))
     out, ckpt = prepare_run_folder(out, _TRAIN)
-    if init_backbone is not None and backbone_lr is not None and backbone_lr != lr:
-        params = train.split_model(net)[1]
-        opt = train.transfer_optimizer(params, head_lr=lr, backbone_lr=backbone_lr,
-                                       base=lambda rate: optimizer(rate))
-    else:
-        opt = optimizer(lr)
+    opt = _optimizer(net, settings)
     graphdef, rest, state, _ = start_state(net, opt, ckpt=ckpt, settings=settings,
                                            keys=_RUN_KEYS, run_config=run_config, out=out,
                                            seed=seed, func=_TRAIN)
@@ -215,6 +210,16 @@ def train_cls(*, data, out, model: str = "resnet18", config: dict | None = None,
                                "config": full_config, "settings": settings, **common})
 
 
+def _optimizer(net, settings: dict):
+    """The run's optimiser: Adam with clipping, or, when fine-tuning a loaded backbone at
+    another rate, :func:`mskjax.train.transfer_optimizer` over the same."""
+    lr, backbone_lr = settings["lr"], settings.get("backbone_lr")
+    if settings.get("init_backbone") is None or backbone_lr is None or backbone_lr == lr:
+        return optimizer(lr)
+    return train.transfer_optimizer(train.split_model(net)[1], head_lr=lr,
+                                    backbone_lr=backbone_lr, base=optimizer)
+
+
 def load_trained_cls(checkpoint, func: str = _EVAL):
     """``(name, model, run_config)`` from a ``train cls`` output or checkpoint folder."""
     path = checkpoint_folder(checkpoint, func, "mskjax train cls")
@@ -228,7 +233,11 @@ def load_trained_cls(checkpoint, func: str = _EVAL):
     net, _ = build_cls_model(name, model_config.get("kwargs"), task=head["task"],
                              num_classes=head["num_classes"], seed=0, func=func,
                              drop_prob=head["drop_prob"])
-    net = restore_trained(path, net, model_config, config["train"]["lr"])
+    graphdef, params, rest = train.split_model(net)
+    target = train.init_train_state(params, _optimizer(net, config["train"]), key=0)
+    state, _ = train.restore_checkpoint(path, target=target, model=model_config)
+    net = train.merge_model(graphdef, state.params, rest)
+    net.eval()
     return name, net, {**config, "step": train.latest_step(path)}
 
 

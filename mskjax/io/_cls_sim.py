@@ -20,8 +20,9 @@
 
 Each subject is one draw from ``fold_in(PRNGKey(seed), index)`` with the test subjects after the
 training ones, so the held-out set never shares a subject (nor a key) with the training set; the
-simulated sources alternate positives and negatives (or cycle the grades) so the classes are
-balanced.
+classes are balanced: radiograph grades in equal numbers, and for the MR sources the first half
+of each split's subjects with the pathology, the second half without (the same knee, slice and
+noise distribution, since presence is drawn apart from the rest of the subject).
 """
 
 from __future__ import annotations
@@ -62,8 +63,14 @@ def _detection(kind, seed, first, count, size, progress, conspicuity):
     from .. import sim
 
     options = ({"shape": (size, size)} if kind == "lesion" else {"size": size})
-    arrays = sim.detection_set(num_subjects=count, seed=seed, kind=kind, first_subject=first,
-                               progress=progress, conspicuity=conspicuity, **options)
+    # The first half of the subjects with the pathology, the second without: balanced classes.
+    half = (count + 1) // 2
+    parts = [sim.detection_set(num_subjects=n, seed=seed, kind=kind, first_subject=start,
+                               progress=progress, conspicuity=conspicuity, present=present,
+                               **options)
+             for start, n, present in ((first, half, True), (first + half, count - half, False))
+             if n > 0]
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     # Keep the images, labels, masks of 2D examples and per-example numbers; tissue labels and
     # per-view masks are left out (they are large and no task here reads them).
     return {k: v for k, v in arrays.items()

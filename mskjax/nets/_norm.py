@@ -55,6 +55,23 @@ def num_groups(channels: int) -> int:
     return max(g for g in range(1, min(MAX_GROUPS, channels) + 1) if channels % g == 0)
 
 
+class CheckedGroupNorm(nnx.GroupNorm):
+    """``nnx.GroupNorm`` that refuses a map where a group holds a single value (one channel per
+    group on a 1 x ... x 1 map: instance norm of the last feature map of a too-small input),
+    which it would normalise to zeros, silently killing the features and every gradient."""
+
+    def __call__(self, x, *args, **kwargs):
+        spatial = 1
+        for n in x.shape[1:-1]:
+            spatial *= n
+        if spatial * (x.shape[-1] // self.num_groups) < 2:
+            raise ValueError(
+                f"mskjax.nets: group/instance normalisation of a {tuple(x.shape[1:-1])} map "
+                f"with {x.shape[-1] // self.num_groups} channel per group normalises single "
+                "values to 0; give a larger input or use norm='batch'")
+        return super().__call__(x, *args, **kwargs)
+
+
 def make_norm(norm: str, channels: int, *, rngs: nnx.Rngs) -> nnx.Module:
     """A normalisation layer for ``channels`` channels (see the module docstring).
 
@@ -72,5 +89,5 @@ def make_norm(norm: str, channels: int, *, rngs: nnx.Rngs) -> nnx.Module:
         return nnx.BatchNorm(channels, momentum=BATCH_MOMENTUM, epsilon=EPS,
                              use_fast_variance=False, rngs=rngs)
     groups = channels if norm == "instance" else num_groups(channels)
-    return nnx.GroupNorm(channels, num_groups=groups, epsilon=EPS, use_fast_variance=False,
-                         rngs=rngs)
+    return CheckedGroupNorm(channels, num_groups=groups, epsilon=EPS, use_fast_variance=False,
+                            rngs=rngs)

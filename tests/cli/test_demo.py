@@ -11,15 +11,17 @@ def run(tmp_path, *args):
     out = tmp_path / "out"
     if "--seg-steps" not in args:
         args = (*args, "--seg-steps", "0")
+    if "--cls-steps" not in args:
+        args = (*args, "--cls-steps", "0")
     code = main(["demo", "--out", str(out), "--no-progress", *args])
     return code, out
 
 
 def test_demo_default_writes_figure_and_metrics(tmp_path, capsys):
-    code, out = run(tmp_path, "--seg-steps", "3")
+    code, out = run(tmp_path, "--seg-steps", "3", "--cls-steps", "3")
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["figure.png", "metrics.json",
-                                                     "segmentation_t2.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["detection.png", "figure.png",
+                                                     "metrics.json", "segmentation_t2.png"]
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((out / "metrics.json").read_text())
     assert report["coils"] == 8 and report["shape"] == [320, 320]
@@ -47,6 +49,13 @@ def test_demo_default_writes_figure_and_metrics(tmp_path, capsys):
     assert t2["true_ms"] == 37.0 and 33.0 < t2["true_mask_ms"] < 46.0
     assert seg["t2_femoral_cartilage"]["valid_fraction_in_knee"] > 0.95
     assert "femoral cartilage T2" in out_text
+    # The detection part: held-out AUC with its interval, the two shown examples.
+    detection = report["detection"]
+    assert "3 steps" in detection["classifier"] and detection["held_out_subjects"] == 48
+    auc = detection["roc_auc"]
+    assert 0 <= auc["low"] <= auc["estimate"] <= auc["high"] <= 1
+    assert "cartilage lesion detection on 48 held-out slices" in out_text
+    assert (out / "detection.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_demo_less_undersampling_scores_better(tmp_path):

@@ -86,7 +86,8 @@ def test_demo_adds_the_learned_reconstruction(unet_run, tmp_path):
     image = np.asarray(knee_section((48, 40)))
     np.save(tmp_path / "image.npy", image)
     code = main(["demo", "--data", str(tmp_path / "image.npy"), "--out", str(tmp_path / "demo"),
-                 "--checkpoint", str(unet_run), "--coils", "4", "--no-progress"])
+                 "--checkpoint", str(unet_run), "--coils", "4", "--seg-steps", "0",
+                 "--cls-steps", "0", "--no-progress"])
     assert code == 0
     report = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert list(report["metrics"]) == ["zero-filled", "CG-SENSE", "L1-wavelet", "unet"]

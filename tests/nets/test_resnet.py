@@ -195,3 +195,13 @@ def test_bad_input_is_named():
         model(jnp.ones((1, 16, 7, 1)))
     with pytest.raises(TypeError, match="ResNet: x must be real floating point"):
         model(jnp.ones((1, 16, 16, 1), jnp.complex64))
+
+
+def test_group_norm_of_single_values_is_refused():
+    # One channel per group on a 1 x 1 map would normalise every feature to 0 (and every
+    # gradient with it): a clear error instead.
+    model = nets.ResNet(1, layers=(1, 1, 1, 1), width=4, norm="group", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="normalises single values to 0"):
+        model(jnp.ones((1, 32, 32, 1)))
+    features = model(jnp.asarray(np.random.default_rng(0).random((1, 64, 64, 1)), jnp.float32))
+    assert features.shape == (1, 2, 2, 32) and float(jnp.abs(features).max()) > 0
