@@ -30,12 +30,11 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import optax
-from flax import nnx
 
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
 import matplotlib.pyplot as plt
 
-from mskjax import io, metrics, nets, pipeline, sampling, sim, train
+from mskjax import io, metrics, nets, pipeline, sampling, sim
 from mskjax.cli._cam_figure import activation_map_figure
 from mskjax.cli._cls_models import model_input
 from mskjax.cli._train_cls import evaluate_cls, load_trained_cls, train_cls
