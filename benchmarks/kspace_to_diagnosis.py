@@ -8,9 +8,6 @@ image (magnitude, over its 99th percentile) gets a smooth random phase and ``--c
 coil maps (``sim.simulate_kspace``, no further noise): its fully sampled k-space. One fixed
 fastMRI equispaced mask (``--acceleration`` 8, centre fraction 0.04; ``--mask random`` for the
 random one) undersamples every slice. Training and test subjects are disjoint (different keys).
-Without ``lesion_detection_example`` the script falls back to the knee phantom with
-``pathology={"cartilage_lesion": True/False}`` (the slice with the largest lesion, the same
-slice of the same knee without it for a negative) and says so.
 
 The chain (``pipeline.kspace_to_diagnosis``, here ``named_chain(*pipeline.diagnosis_stages(...))``
 to run its first three stages alone): undersample -> reconstruct (``nets.MoDL``, 3
@@ -65,34 +62,15 @@ TEST_KEY_OFFSET = 1_000_000  # test subjects' keys: disjoint from the training o
 # --- data -------------------------------------------------------------------------------------
 
 
-def _phantom_example(key, size):
-    """Fallback without ``sim.lesion_detection_example``: the sagittal slice with the largest
-    cartilage lesion of a knee (found on a coarse 3D grid), the lesion present or absent
-    (1 in 2), Rician noise at SNR 20."""
-    present = bool(jax.random.bernoulli(jax.random.fold_in(key, 1)))
-    coarse = sim.knee_phantom(key, shape=(32, 48, 48), pathology={"cartilage_lesion": True})
-    area = np.asarray(coarse.pathology.masks["cartilage_lesion"]).sum((1, 2))[8:24]
-    index = 8 + int(np.argmax(area)) if area.any() else 16  # within the knee
-    phantom = sim.knee_phantom(key, shape=(32, size, size), slice_axis=0, slice_index=index,
-                               pathology={"cartilage_lesion": present})
-    image = np.asarray(sim.render(phantom, contrast="pd_fs", snr=20.0,
-                                  key=jax.random.fold_in(key, 2)))
-    return (image / np.percentile(image, 99), np.int32(present),
-            np.asarray(phantom.labels), np.float32(1.0 if present else np.nan))
-
-
 def detection_set(first_key, count, *, size, realistic):
     """``(images (N, H, W), labels (N,), tissue labels (N, H, W), conspicuity (N,))``."""
     rows = []
     for i in range(count):
         key = jax.random.key(first_key + i)
-        if hasattr(sim, "lesion_detection_example"):
-            ex = sim.lesion_detection_example(key, pathology="cartilage_lesion",
-                                              shape=(size, size), realistic=realistic)
-            rows.append((np.asarray(ex.image), np.int32(ex.label), np.asarray(ex.labels),
-                         np.float32(ex.conspicuity)))
-        else:
-            rows.append(_phantom_example(key, size))
+        ex = sim.lesion_detection_example(key, pathology="cartilage_lesion",
+                                          shape=(size, size), realistic=realistic)
+        rows.append((np.asarray(ex.image), np.int32(ex.label), np.asarray(ex.labels),
+                     np.float32(ex.conspicuity)))
     return tuple(np.stack(column) for column in zip(*rows))
 
 
