@@ -253,8 +253,7 @@ def main():
     log = {}
 
     # Data.
-    source = ("sim.lesion_detection_example" if hasattr(sim, "lesion_detection_example")
-              else "sim.knee_phantom fallback (largest-lesion slice, SNR 20)")
+    source = "sim.lesion_detection_example"
     sets = {}
     for name, first, count in (("train", args.seed * 10_000, n_train),
                                ("test", TEST_KEY_OFFSET + args.seed * 10_000, n_test)):
