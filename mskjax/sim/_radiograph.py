@@ -198,6 +198,19 @@ def _draw_grade(key):
     return jax.random.randint(jax.random.fold_in(key, 5), (), 0, 5)
 
 
+def check_detector_shape(shape, func: str) -> tuple[int, int]:
+    """``(rows, cols)`` of a detector as ints >= 8; TypeError/ValueError naming ``func``."""
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{func}: shape must be (rows, cols), got {shape!r}") from None
+    if len(shape) != 2:
+        raise ValueError(f"{func}: shape must be (rows, cols), got {shape}")
+    for n in shape:
+        check_positive_int(n, "each size in shape", func, minimum=8)
+    return tuple(int(n) for n in shape)
+
+
 def knee_radiograph(key: jax.Array, *, grade: int | None = None,
                     shape: Sequence[int] = (256, 256), pixel_size: float = 0.6,
                     depth_samples: int = 96,
@@ -244,14 +257,7 @@ def knee_radiograph(key: jax.Array, *, grade: int | None = None,
     """
     func = "mskjax.sim.knee_radiograph"
     check_key(key, func)
-    try:
-        shape = tuple(shape)
-    except TypeError:
-        raise TypeError(f"{func}: shape must be (rows, cols), got {shape!r}") from None
-    if len(shape) != 2:
-        raise ValueError(f"{func}: shape must be (rows, cols), got {shape}")
-    for n in shape:
-        check_positive_int(n, "each size in shape", func, minimum=8)
+    shape = check_detector_shape(shape, func)
     check_positive_int(depth_samples, "depth_samples", func, minimum=8)
     if not (isinstance(pixel_size, numbers.Real) and not isinstance(pixel_size, bool)
             and np.isfinite(pixel_size) and pixel_size > 0):

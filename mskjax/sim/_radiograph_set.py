@@ -19,7 +19,7 @@ import numpy as np
 
 from .._checks import check_positive_int
 from ._phantom import check_key
-from ._radiograph import _radiograph_core
+from ._radiograph import _radiograph_core, check_detector_shape
 from ._radiograph_realism import check_realism, realism_arrays
 
 
@@ -84,15 +84,7 @@ def radiograph_set(key: jax.Array, num: int, *, shape: Sequence[int] = (128, 128
     func = "mskjax.sim.radiograph_set"
     check_key(key, func)
     check_positive_int(num, "num", func)
-    try:
-        shape = tuple(shape)
-    except TypeError:
-        raise TypeError(f"{func}: shape must be (rows, cols), got {shape!r}") from None
-    if len(shape) != 2:
-        raise ValueError(f"{func}: shape must be (rows, cols), got {shape}")
-    for n in shape:
-        check_positive_int(n, "each size in shape", func, minimum=8)
-    shape = tuple(int(n) for n in shape)
+    shape = check_detector_shape(shape, func)
     check_positive_int(depth_samples, "depth_samples", func, minimum=8)
     if not (isinstance(pixel_size, numbers.Real) and not isinstance(pixel_size, bool)
             and np.isfinite(pixel_size) and pixel_size > 0):
