@@ -8,11 +8,11 @@ Every model maps one normalised example to a head's outputs (``mskjax.nets.Class
 - ``multiview`` (the MRNet layout) takes three stacks of slices (sagittal, coronal, axial), a
   small ResNet shared by the planes.
 
-Normalisation is group normalisation by default (``norm="group"``): the train step updates the
-weights only, and batch statistics would make a single image's prediction depend on the batch.
-The paper layouts' batch normalisation stays available (``--config norm=batch``); the run then
-recomputes the running statistics over the training set before saving
-(:func:`mskjax.train.recompute_batch_statistics`).
+Normalisation is group normalisation by default (``norm="group"``; ``"instance"`` works too).
+Batch normalisation is refused here: the train step updates the weights only and checkpoints
+hold only the weights, so a restored net would normalise with its initial running statistics.
+In Python, a net with batch norm trains with :func:`mskjax.train.make_train_step` and gets its
+running statistics from :func:`mskjax.train.recompute_batch_statistics`.
 
 The default sizes train in minutes on a CPU; every size is an option (``--config KEY=VALUE``)
 and is stored with the checkpoint.
@@ -63,7 +63,8 @@ CLS_MODELS: dict[str, ClsModelSpec] = {
         lambda rngs, **c: nets.DenseNet(1, block_config="small", rngs=rngs, **c),
         {"norm": "group"}, "image", "a small DenseNet (see mskjax.nets.DenseNet)"),
     "cnn3d": ClsModelSpec(lambda rngs, **c: nets.CNN3D(1, rngs=rngs, **c),
-                          {"chans": [8, 16, 32, 64]}, "volume", "a plain 3D CNN for volumes"),
+                          {"chans": [8, 16, 32, 64], "norm": "group"}, "volume",
+                          "a plain 3D CNN for volumes"),
     "multiview": ClsModelSpec(_resnet((1, 1, 1, 1)), {"width": 16, "norm": "group"}, "views",
                               "MRNet layout: a small ResNet shared by the three planes, "
                               "max-pooled over slices, one head"),
@@ -82,6 +83,10 @@ def build_cls_model(name: str, config: dict | None, *, task: str, num_classes: i
     :class:`mskjax.nets.MultiViewNet`) with the defaults updated by ``config``."""
     spec = cls_model_spec(name, func)
     full = {**spec.defaults, **(config or {})}
+    if full.get("norm", "batch" if name == "cnn3d" else None) == "batch":
+        raise ValueError(f"{func}: norm=batch is not supported by the command line (checkpoints "
+                         "hold only the weights, not the running statistics); use norm=group or "
+                         "norm=instance")
     head_classes = None if task in ("binary", "regression") else num_classes
     rngs = nnx.Rngs(params=seed, dropout=seed + 1)
     try:

@@ -146,6 +146,9 @@ def test_bad_input(lesion_set, lesion_run, tmp_path, capsys):
     code = main(["train", "cls", "--model", "resnet-small", "--data", str(lesion_set), "--out",
                  str(tmp_path / "z"), "--backbone-lr", "0", "--no-progress"])
     assert code == 2 and "--backbone-lr needs --init-backbone" in capsys.readouterr().err
+    code = main(["train", "cls", "--model", "resnet-small", "--data", str(lesion_set), "--out",
+                 str(tmp_path / "w"), "--config", "norm=batch", "--no-progress"])
+    assert code == 2 and "norm=batch is not supported" in capsys.readouterr().err
 
 
 def test_shift_and_auc_by_bins():
