@@ -174,7 +174,7 @@ trainable, rest = pipeline.split_trainable(params)
 grads = jax.grad(lambda p: loss_fn(pipeline.merge_trainable(p, rest), batch,
                                    jax.random.key(2))[0])(trainable)
 for stage, g in grads.items():
-    norm = float(optax.global_norm(g)) if jax.tree_util.tree_leaves(g) else 0.0
+    norm = float(optax.tree.norm(g)) if jax.tree_util.tree_leaves(g) else 0.0
     print(f"gradient reaching {stage:<12}: {norm:.3e}")
 
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
