@@ -431,6 +431,8 @@ def classify_file(image, *, checkpoint, figure: str | None = None,
     a PNG of the Grad-CAM map over the image."""
     name, net, config = load_trained_cls(checkpoint, _CLASSIFY)
     spec = cls_model_spec(name, _CLASSIFY)
+    if figure is not None and spec.inputs == "views":
+        raise ValueError(f"{_CLASSIFY}: --figure is for single-image models, not {name}")
     settings = config["train"]
     example, what = read_example(image, inputs=spec.inputs, slice_index=slice_index)
     shape = settings["example_shape"]
@@ -457,8 +459,6 @@ def classify_file(image, *, checkpoint, figure: str | None = None,
 
         x = model_input(spec.inputs, example)
         cam = np.asarray(nets.grad_cam(net, x))[0]
-        if spec.inputs == "views":
-            raise ValueError(f"{_CLASSIFY}: --figure is for 2D models")
         image_2d = np.asarray(x)[0, ..., 0]
         if image_2d.ndim == 3:
             middle = image_2d.shape[0] // 2
