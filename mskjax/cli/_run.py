@@ -7,6 +7,7 @@ with other settings, or anything else, is refused.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +17,26 @@ import optax
 
 from .. import train
 from ._files import write_json
+
+
+def positive_int(value, label: str, func: str):
+    """ValueError naming ``func`` unless ``value`` is an int >= 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{func}: {label} must be a positive integer, got {value!r}")
+
+
+def check_run_options(func: str, *, steps, batch_size, checkpoint_every, max_minutes, lr,
+                      **more_ints):
+    """The options every training command shares: positive integer ``steps``, ``batch_size``,
+    ``checkpoint_every`` (and ``more_ints``), positive ``max_minutes`` (or None), a positive
+    finite ``lr``."""
+    for label, value in (("steps", steps), ("batch_size", batch_size),
+                         ("checkpoint_every", checkpoint_every), *more_ints.items()):
+        positive_int(value, label, func)
+    if max_minutes is not None and not (max_minutes > 0):
+        raise ValueError(f"{func}: max_minutes must be positive, got {max_minutes!r}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"{func}: lr must be positive, got {lr!r}")
 
 
 def optimizer(lr: float):

@@ -35,7 +35,7 @@ from ..io import read_classification_set
 from ._cls_models import (CLS_MODELS, build_cls_model, cls_model_spec, model_input,
                           normalise_example, predict_outputs)
 from ._files import write_json
-from ._run import (checkpoint_folder, optimizer, prepare_run_folder, run_training,
+from ._run import (check_run_options, checkpoint_folder, optimizer, prepare_run_folder, run_training,
                    start_state, write_summary)
 
 _TRAIN = "mskjax train cls"
@@ -127,11 +127,6 @@ def make_cls_loss(graphdef, rest, *, task: str, drop: bool = False):
     return loss_fn
 
 
-def _positive_int(value, label):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{_TRAIN}: {label} must be a positive integer, got {value!r}")
-
-
 def train_cls(*, data, out, model: str = "resnet18", config: dict | None = None,
               steps: int = 2000, max_minutes: float | None = None, batch_size: int = 16,
               lr: float = 1e-3, seed: int = 0, drop_prob: float = 0.0,
@@ -153,13 +148,8 @@ def train_cls(*, data, out, model: str = "resnet18", config: dict | None = None,
             default ``lr``).
     """
     spec = cls_model_spec(model, _TRAIN)
-    for value, label in ((steps, "steps"), (batch_size, "batch_size"),
-                         (checkpoint_every, "checkpoint_every")):
-        _positive_int(value, label)
-    if max_minutes is not None and not (max_minutes > 0):
-        raise ValueError(f"{_TRAIN}: max_minutes must be positive, got {max_minutes!r}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"{_TRAIN}: lr must be positive, got {lr!r}")
+    check_run_options(_TRAIN, steps=steps, batch_size=batch_size,
+                      checkpoint_every=checkpoint_every, max_minutes=max_minutes, lr=lr)
     if backbone_lr is not None and (init_backbone is None or not backbone_lr >= 0):
         raise ValueError(f"{_TRAIN}: --backbone-lr needs --init-backbone and a value >= 0, "
                          f"got {backbone_lr!r}")

@@ -34,7 +34,7 @@ from .. import losses, train
 from ..fourier import fftnc, ifftnc
 from ._evaluate import classical_methods, data_files, evaluate_methods, read_fully_sampled
 from ._files import write_json
-from ._run import (checkpoint_folder, optimizer, prepare_run_folder, restore_trained,
+from ._run import (check_run_options, checkpoint_folder, optimizer, prepare_run_folder, restore_trained,
                    run_training, start_state, write_summary)
 from ._learned import (MODELS, build_model, input_scale, model_spec, num_low_frequencies,
                        reconstruct)
@@ -138,14 +138,8 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
         progress: show a progress bar.
     """
     spec = model_spec(model, _TRAIN)
-    for value, label in ((steps, "steps"), (batch_size, "batch_size"),
-                         (checkpoint_every, "checkpoint_every")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{_TRAIN}: {label} must be a positive integer, got {value!r}")
-    if max_minutes is not None and not (max_minutes > 0):
-        raise ValueError(f"{_TRAIN}: max_minutes must be positive, got {max_minutes!r}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"{_TRAIN}: lr must be positive, got {lr!r}")
+    check_run_options(_TRAIN, steps=steps, batch_size=batch_size,
+                      checkpoint_every=checkpoint_every, max_minutes=max_minutes, lr=lr)
     kspace, names = load_training_set(data)
     if patch_rows is not None and not (isinstance(patch_rows, int) and
                                        8 <= patch_rows <= kspace.shape[-2]):

@@ -19,7 +19,6 @@ Output folder: ``checkpoints/`` (orbax, atomic, the configuration beside the arr
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from .. import losses, metrics, nets, train
 from ..io import read_segmentation_set
 from ..sim import KNEE_LABELS
 from ._files import write_json
-from ._run import (checkpoint_folder, optimizer, prepare_run_folder, restore_trained,
+from ._run import (check_run_options, checkpoint_folder, optimizer, positive_int, prepare_run_folder, restore_trained,
                    run_training, start_state, write_summary)
 from ._seg_models import (PATCH_3D, SEG_MODELS, build_seg_model, normalise, seg_model_spec,
                           volume_probabilities)
@@ -126,11 +125,6 @@ def make_seg_loss(kind: str, graphdef, rest, *, num_classes: int, patch_size: in
     return loss_fn
 
 
-def _positive_int(value, label):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{_TRAIN}: {label} must be a positive integer, got {value!r}")
-
-
 def train_seg(*, data, out, model: str = "unet", config: dict | None = None,
               num_classes: int = len(KNEE_LABELS), steps: int = 2000,
               max_minutes: float | None = None, batch_size: int = 8, lr: float = 1e-3,
@@ -155,18 +149,14 @@ def train_seg(*, data, out, model: str = "unet", config: dict | None = None,
         progress: show a progress bar.
     """
     spec = seg_model_spec(model, _TRAIN)
-    for value, label in ((steps, "steps"), (batch_size, "batch_size"),
-                         (checkpoint_every, "checkpoint_every"), (num_classes, "num_classes")):
-        _positive_int(value, label)
-    if max_minutes is not None and not (max_minutes > 0):
-        raise ValueError(f"{_TRAIN}: max_minutes must be positive, got {max_minutes!r}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"{_TRAIN}: lr must be positive, got {lr!r}")
+    check_run_options(_TRAIN, steps=steps, batch_size=batch_size,
+                      checkpoint_every=checkpoint_every, max_minutes=max_minutes, lr=lr,
+                      num_classes=num_classes)
     dataset = read_segmentation_set(data, split="train", num_classes=num_classes)
     if crop is not None:
         if spec.kind != "slice":
             raise ValueError(f"{_TRAIN}: crop is for the 2D models (unet, segnet), not {model}")
-        _positive_int(crop, "crop")
+        positive_int(crop, "crop", _TRAIN)
         if crop > min(dataset["images"].shape[2:]):
             raise ValueError(f"{_TRAIN}: crop {crop} exceeds the slices "
                              f"{dataset['images'].shape[2:]}")
