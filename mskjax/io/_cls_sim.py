@@ -40,6 +40,13 @@ _FUNC = "mskjax.io.make_classification_set"
 SOURCES = ("radiograph", "radiograph-jsw", "lesion", "tear", "real-lesion")
 DEFAULT_SIZE = {"radiograph": 128, "radiograph-jsw": 128, "lesion": 96, "tear": 48,
                 "real-lesion": 96}
+#: source -> (kind of ``sim.detection_set``, class names, description) of the simulated MR sets.
+_DETECTION = {
+    "lesion": ("lesion", ["no lesion", "cartilage lesion"],
+               "simulated sagittal knee MR slices, cartilage lesions of graded conspicuity"),
+    "tear": ("multiview", ["no tear", "meniscal tear"],
+             "simulated sagittal, coronal and axial knee MR stacks, meniscal tears"),
+}
 #: Kinds of lesion inserted into the real images, one per example in turn.
 REAL_KINDS = ("cartilage_defect", "marrow_oedema")
 
@@ -189,20 +196,13 @@ def make_classification_set(out: str | os.PathLike, *, source: str, train_subjec
                 arrays["label"] = arrays["minimum_joint_space_width"].astype(np.float32)
             task, num_classes, names = "regression", None, None
         what = "simulated AP knee radiographs (realistic)"
-    elif source == "lesion":
-        splits = {"train": _detection("lesion", seed, 0, train_subjects, size, progress,
+    elif source in _DETECTION:
+        kind, names, what = _DETECTION[source]
+        splits = {"train": _detection(kind, seed, 0, train_subjects, size, progress,
                                       conspicuity),
-                  "test": _detection("lesion", seed, train_subjects, test_subjects, size,
-                                     progress, conspicuity)}
-        task, num_classes, names = "binary", 2, ["no lesion", "cartilage lesion"]
-        what = "simulated sagittal knee MR slices, cartilage lesions of graded conspicuity"
-    elif source == "tear":
-        splits = {"train": _detection("multiview", seed, 0, train_subjects, size, progress,
-                                      conspicuity),
-                  "test": _detection("multiview", seed, train_subjects, test_subjects, size,
-                                     progress, conspicuity)}
-        task, num_classes, names = "binary", 2, ["no tear", "meniscal tear"]
-        what = "simulated sagittal, coronal and axial knee MR stacks, meniscal tears"
+                  "test": _detection(kind, seed, train_subjects, test_subjects, size, progress,
+                                     conspicuity)}
+        task, num_classes = "binary", 2
     else:
         from .. import sim
 
