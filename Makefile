@@ -16,12 +16,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # The oracles. fastmri's declared dependencies pull a CUDA torch and torchvision of several GB,
 # so it is installed without them, beside the CPU build of torch and what its modules import
 # (listed in the test extra); torchvision (the ResNet and DenseNet oracles) likewise, without
-# its pinned torch.
+# its pinned torch; torchkbnufft (a NUFFT peer) likewise.
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[all,test]"
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet --no-deps fastmri==0.3.0
 	$(BIN)/python -m pip install --quiet --no-deps torchvision==0.28.0
+	$(BIN)/python -m pip install --quiet --no-deps torchkbnufft==1.5.2
 	touch $@
 
 demo: $(VENV)/.installed

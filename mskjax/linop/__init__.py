@@ -1,7 +1,8 @@
 """Linear operators for MRI: a small algebra (``.H``, ``.N``, ``@``, ``*``, ``+``) over pytrees.
 
 See :class:`LinearOperator` for the conventions. Operators: :class:`Identity`, :class:`FFT`,
-:class:`Mask`, :class:`Coils`, :class:`Sense`, :class:`SoftSense`, :class:`FiniteDifference`,
+:class:`Mask`, :class:`Coils`, :class:`Sense`, :class:`SoftSense`, the non-Cartesian
+:class:`NUFFT` and :class:`NufftSense` (with Toeplitz normal operators), :class:`FiniteDifference`,
 :class:`Wavelet`; a user's own as :class:`Matrix` (a dense matrix) or :class:`FunctionOperator`
 (forward and adjoint functions); the algebra's
 building blocks :class:`Adjoint`, :class:`Normal`, :class:`Compose`, :class:`Sum` and
@@ -14,11 +15,13 @@ from ._function import FunctionOperator
 from ._matrix import Matrix
 from ._mri import (FFT, Coils, Mask, Sense, SenseNormal, SoftSense, apply_mask, check_maps,
                    check_mask, reduce_mask)
+from ._nufft import NUFFT, ToeplitzNormal
+from ._nufft_sense import NufftSense, NufftSenseNormal
 from ._wavelet import Wavelet
 
 __all__ = [
     "LinearOperator", "static_field", "Identity", "Adjoint", "Normal", "Compose", "Sum",
     "Scaled", "FFT", "Mask", "Coils", "Sense", "SenseNormal", "SoftSense", "FiniteDifference",
-    "Wavelet",
+    "Wavelet", "NUFFT", "ToeplitzNormal", "NufftSense", "NufftSenseNormal",
     "Matrix", "FunctionOperator", "apply_mask", "check_mask", "check_maps", "reduce_mask",
 ]
