@@ -1,12 +1,18 @@
-"""Reconstruction of undersampled MRI. Conventions: k-space ``(coils, *spatial)``, centred."""
+"""Reconstruction of undersampled MRI. Conventions: k-space ``(coils, *spatial)``, centred.
+
+Non-Cartesian k-space is ``(coils, *trajectory)`` with coordinates ``(*trajectory, ndim)`` in
+cycles per field of view (:class:`mskjax.linop.NUFFT`): :func:`gridding`, and
+:func:`cg_sense`, :func:`l1_wavelet` and :func:`total_variation` with ``coords=``.
+"""
 
 from ._batch import map_slices
 from ._cg_sense import cg_sense
 from ._grappa import grappa
+from ._gridding import gridding
 from ._l1_wavelet import l1_wavelet
 from ._result import Reconstruction
 from ._total_variation import total_variation
 from ._zero_filled import zero_filled
 
 __all__ = ["Reconstruction", "zero_filled", "cg_sense", "total_variation", "grappa", "l1_wavelet",
-           "map_slices"]
+           "map_slices", "gridding"]

@@ -336,10 +336,10 @@ def _fit(calib, lamda, plan):
         return calib[index].reshape(coils, -1)                      # (coils, windows)
 
     sources = jnp.concatenate(
-        [window([l + q * r for l, q, r in zip(lo, qs, accel)]) for qs in _box(plan)])
+        [window([low + q * r for low, q, r in zip(lo, qs, accel)]) for qs in _box(plan)])
     sources = sources.T                                             # (windows, box * coils)
     targets = jnp.stack(
-        [window([l + d for l, d in zip(lo, delta)]).T for delta in plan.targets])
+        [window([low + d for low, d in zip(lo, delta)]).T for delta in plan.targets])
     mask = np.repeat(np.asarray(plan.masks, dtype=bool), coils, axis=1)  # (targets, n)
     gram = jnp.matmul(sources.conj().T, sources, precision=_HIGHEST)
     rhs = jnp.einsum("wn,twc->tnc", sources.conj(), targets, precision=_HIGHEST)

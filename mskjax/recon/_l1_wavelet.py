@@ -12,7 +12,8 @@ from ._sense import sense_operator, spatial_axes
 
 def l1_wavelet(kspace: ArrayLike, maps: ArrayLike, *, mask: ArrayLike | None = None, lamda,
                max_iter: int = 30, wavelet: str = "db4", levels: int | None = None,
-               power_iter: int = 30) -> Reconstruction:
+               power_iter: int = 30, coords: ArrayLike | None = None,
+               density: ArrayLike | None = None) -> Reconstruction:
     """L1-wavelet SENSE reconstruction (the objective of sigpy's ``L1WaveletRecon``).
 
     Minimises ``1/2 ||M (F S x - y)||^2 + lamda ||W x||_1`` with ``W`` the orthonormal
@@ -35,13 +36,21 @@ def l1_wavelet(kspace: ArrayLike, maps: ArrayLike, *, mask: ArrayLike | None = N
         wavelet: ``"db1"`` to ``"db4"`` (see :class:`mskjax.linop.Wavelet`).
         levels: decomposition levels; None for the most the image allows.
         power_iter: power iterations for ``||A||^2`` (static).
+        coords: ``(*trajectory, ndim)`` k-space coordinates in cycles per field of view for
+            non-Cartesian k-space (keyword-only; :class:`mskjax.linop.NUFFT`): ``kspace`` is
+            then ``(coils, *trajectory)``, ``maps`` ``(coils, *spatial)`` sets the image grid,
+            and the operator is :class:`mskjax.linop.NufftSense` (Toeplitz normal operator).
+        density: density compensation ``(*trajectory)`` for non-Cartesian k-space (sigpy's
+            ``weights``; e.g. :func:`mskjax.sampling.pipe_menon_density`): the data term
+            becomes ``||sqrt(d) (F S x - y)||^2``, which speeds convergence.
 
     Returns:
         :class:`Reconstruction` with ``history`` the objective after each iteration and
         ``status`` ``MAX_ITERATIONS`` (or ``NONFINITE``).
     """
     operator, y = sense_operator(kspace, maps, mask, "mskjax.recon.l1_wavelet",
-                                 lamda=lamda, max_iter=max_iter, power_iter=power_iter)
+                                 lamda=lamda, max_iter=max_iter, power_iter=power_iter,
+                                 coords=coords, density=density)
     transform = Wavelet(operator.ishape, wavelet=wavelet, levels=levels,
                         axes=spatial_axes(operator))
     result = fista(operator, y, prox.l1(transform, lamda), max_iter=max_iter,

@@ -6,6 +6,12 @@ is then ``(sets, *spatial)``). Without a mask the sampled locations are those wh
 k-space is nonzero (the rule of sigpy's ``SenseRecon``). The data term is
 ``||M (F S x - y)||^2``: the k-space is masked once here, so real-valued weights act as in
 sigpy (squared in the normal operator).
+
+Non-Cartesian k-space ``(coils, *trajectory)`` on ``coords`` ``(*trajectory, ndim)`` (cycles per
+field of view, :class:`mskjax.linop.NUFFT`) uses :class:`mskjax.linop.NufftSense` instead, with
+maps ``(coils, *spatial)`` giving the image grid. An optional density compensation ``d`` (one
+value per trajectory point, sigpy's ``weights``) weighs the data term as
+``||sqrt(d) (F S x - y)||^2``: the operator carries ``sqrt(d)`` and so does the data here.
 """
 
 from __future__ import annotations
@@ -16,15 +22,23 @@ import numpy as np
 
 from .._checks import (as_array, check_complex, check_finite, check_interval, check_ndim,
                        check_positive_int, check_shape)
-from ..linop import Sense, SoftSense, apply_mask, check_mask
+from ..linop import NufftSense, Sense, SoftSense, apply_mask, check_mask
+from ..linop._nufft import check_coords, check_weights
 
 
-def sense_operator(kspace, maps, mask, func, *, lamda=0.0, max_iter=1, power_iter=1):
-    """Validate the inputs (and the solver settings); return ``(A, y)``, ``y`` masked."""
+def sense_operator(kspace, maps, mask, func, *, lamda=0.0, max_iter=1, power_iter=1,
+                   coords=None, density=None, eps=1e-6):
+    """Validate the inputs (and the solver settings); return ``(A, y)``, ``y`` masked (or
+    weighted by ``sqrt(density)`` for non-Cartesian k-space on ``coords``)."""
     check_positive_int(max_iter, "max_iter", func)
     check_positive_int(power_iter, "power_iter", func)
     if not isinstance(lamda, jax.core.Tracer):
         check_interval(lamda, "lamda", func, low=0, low_open=False)
+    if coords is not None:
+        return _nufft_sense_operator(kspace, maps, mask, func, coords, density, eps)
+    if density is not None:
+        raise ValueError(f"{func}: density applies to non-Cartesian k-space only (with "
+                         "coords); for Cartesian k-space pass real weights as mask")
     kspace = as_array(kspace, "kspace", func)
     check_ndim(kspace, "kspace", func, min_ndim=2, layout="(coils, *spatial)")
     if kspace.ndim > 4:
@@ -55,6 +69,39 @@ def sense_operator(kspace, maps, mask, func, *, lamda=0.0, max_iter=1, power_ite
     return operator, apply_mask(operator.mask, kspace)
 
 
+def _nufft_sense_operator(kspace, maps, mask, func, coords, density, eps):
+    if mask is not None:
+        raise ValueError(f"{func}: give either mask (Cartesian k-space) or coords "
+                         "(non-Cartesian), not both")
+    kspace = as_array(kspace, "kspace", func)
+    check_ndim(kspace, "kspace", func, min_ndim=2, layout="(coils, *trajectory)")
+    check_complex(kspace, "kspace", func)
+    check_finite(kspace, "kspace", func)
+    maps = as_array(maps, "maps", func)
+    check_complex(maps, "maps", func)
+    check_ndim(maps, "maps", func, ndim=(3, 4),
+               layout="(coils, *spatial) with 2 or 3 spatial axes (one set of maps)")
+    if maps.shape[0] != kspace.shape[0]:
+        raise ValueError(f"{func}: maps and kspace must have the same number of coils, got "
+                         f"{maps.shape[0]} and {kspace.shape[0]}")
+    coords = check_coords(coords, maps.shape[1:], func)
+    if tuple(kspace.shape[1:]) != tuple(coords.shape[:-1]):
+        raise ValueError(
+            f"{func}: kspace must be (coils, *trajectory) with trajectory = "
+            f"coords.shape[:-1] = {tuple(coords.shape[:-1])}, got shape {tuple(kspace.shape)}")
+    check_finite(maps, "maps", func)
+    weights = None
+    if density is not None:
+        weights = jnp.sqrt(check_weights(density, coords.shape[:-1], func, "density"))
+    kspace = jnp.asarray(kspace)
+    operator = NufftSense(jnp.asarray(maps).astype(kspace.dtype), coords, weights=weights,
+                          eps=eps)
+    y = kspace if weights is None else kspace * weights.astype(jnp.finfo(kspace.dtype).dtype)
+    return operator, y
+
+
 def spatial_axes(operator) -> tuple:
     """The spatial axes of the operator's image (the leading set axis excluded)."""
+    if isinstance(operator, NufftSense):
+        return tuple(range(len(operator.ishape)))
     return tuple(range(len(operator.ishape) - len(operator.axes), len(operator.ishape)))

@@ -11,7 +11,9 @@ from ._sense import sense_operator, spatial_axes
 
 
 def total_variation(kspace: ArrayLike, maps: ArrayLike, *, mask: ArrayLike | None = None,
-                    lamda, max_iter: int = 100, power_iter: int = 30) -> Reconstruction:
+                    lamda, max_iter: int = 100, power_iter: int = 30,
+                    coords: ArrayLike | None = None, density: ArrayLike | None = None
+                    ) -> Reconstruction:
     """Total-variation SENSE reconstruction (the objective of sigpy's ``TotalVariationRecon``).
 
     Minimises ``1/2 ||M (F S x - y)||^2 + lamda ||G x||_1`` where ``G`` stacks the periodic
@@ -30,13 +32,21 @@ def total_variation(kspace: ArrayLike, maps: ArrayLike, *, mask: ArrayLike | Non
         lamda: regularisation weight ``>= 0``.
         max_iter: iterations (static).
         power_iter: power iterations for ``||A||^2`` (static).
+        coords: ``(*trajectory, ndim)`` k-space coordinates in cycles per field of view for
+            non-Cartesian k-space (keyword-only; :class:`mskjax.linop.NUFFT`): ``kspace`` is
+            then ``(coils, *trajectory)``, ``maps`` ``(coils, *spatial)`` sets the image grid,
+            and the operator is :class:`mskjax.linop.NufftSense` (Toeplitz normal operator).
+        density: density compensation ``(*trajectory)`` for non-Cartesian k-space (sigpy's
+            ``weights``; e.g. :func:`mskjax.sampling.pipe_menon_density`): the data term
+            becomes ``||sqrt(d) (F S x - y)||^2``, which speeds convergence.
 
     Returns:
         :class:`Reconstruction` with ``history`` the objective after each iteration and
         ``status`` ``MAX_ITERATIONS`` (or ``NONFINITE``).
     """
     operator, y = sense_operator(kspace, maps, mask, "mskjax.recon.total_variation",
-                                 lamda=lamda, max_iter=max_iter, power_iter=power_iter)
+                                 lamda=lamda, max_iter=max_iter, power_iter=power_iter,
+                                 coords=coords, density=density)
     axes = spatial_axes(operator)
     gradient = FiniteDifference(operator.ishape, axes=axes)
     result = primal_dual(operator, y, gradient, prox.l1(None, lamda), max_iter=max_iter,

@@ -1,0 +1,65 @@
+"""Gridding reconstruction of non-Cartesian k-space: the density-compensated adjoint NUFFT."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from .._checks import as_array, check_complex, check_finite, check_ndim, check_shape
+from ..coils import rss
+from ..linop import NUFFT
+from ..linop._base import _check_shape_tuple
+from ..linop._nufft import check_coords, check_weights
+
+
+def gridding(kspace: ArrayLike, coords: ArrayLike, *, shape: Sequence[int],
+             density: ArrayLike | None = None, maps: ArrayLike | None = None,
+             eps: float = 1e-6) -> jax.Array:
+    """Gridding reconstruction ``F^H (d y)`` of multi-coil non-Cartesian k-space.
+
+    The adjoint :class:`mskjax.linop.NUFFT` of the density-compensated samples, the
+    non-Cartesian counterpart of :func:`zero_filled`: without ``maps`` the coil images are
+    combined by root-sum-of-squares (a real image), with ``maps`` by ``sum_c conj(S_c) x_c`` (a
+    complex image). With ``d`` in mskjax's scale (``F^H d F x ~= x`` for a smooth ``x``, as
+    :func:`mskjax.sampling.pipe_menon_density` returns) the image has the scale of the object.
+    Without ``density`` every sample counts once: the image is then blurred by the sampling
+    density (bright centre of k-space), the plain adjoint.
+
+    Args:
+        kspace: complex ``(coils, *trajectory)`` k-space.
+        coords: ``(*trajectory, ndim)`` coordinates in cycles per field of view (ndim 2 or 3).
+        shape: the image grid ``(*spatial)`` (keyword-only), ``ndim`` axes.
+        density: real non-negative ``(*trajectory)`` density compensation, optional.
+        maps: complex ``(coils, *shape)`` sensitivity maps, optional.
+        eps: FINUFFT's relative accuracy.
+
+    Returns:
+        ``(*shape)`` image: float without maps, complex with maps.
+    """
+    func = "mskjax.recon.gridding"
+    shape = _check_shape_tuple(shape, func)
+    kspace = as_array(kspace, "kspace", func)
+    check_ndim(kspace, "kspace", func, min_ndim=2, layout="(coils, *trajectory)")
+    check_complex(kspace, "kspace", func)
+    check_finite(kspace, "kspace", func)
+    coords = check_coords(coords, shape, func)
+    if tuple(kspace.shape[1:]) != tuple(coords.shape[:-1]):
+        raise ValueError(
+            f"{func}: kspace must be (coils, *trajectory) with trajectory = "
+            f"coords.shape[:-1] = {tuple(coords.shape[:-1])}, got shape {tuple(kspace.shape)}")
+    kspace = jnp.asarray(kspace)
+    if density is not None:
+        density = check_weights(density, coords.shape[:-1], func, "density")
+        kspace = kspace * density.astype(jnp.finfo(kspace.dtype).dtype)
+    operator = NUFFT(coords, shape=(kspace.shape[0], *shape), eps=eps)
+    coil_images = operator.H(kspace)
+    if maps is None:
+        return rss(coil_images, axis=0)
+    maps = as_array(maps, "maps", func)
+    check_complex(maps, "maps", func)
+    check_shape(maps, coil_images.shape, "maps", func, layout="(coils, *shape)")
+    check_finite(maps, "maps", func)
+    return jnp.sum(jnp.conj(jnp.asarray(maps)) * coil_images, axis=0)
