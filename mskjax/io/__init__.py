@@ -3,8 +3,10 @@
 Conventions:
 
 - Readers return numpy arrays on the host (I/O is not jitted); arrays keep the file's layout,
-  documented per format: fastMRI ``kspace`` ``(slices, coils, rows, cols)`` complex64, BART
-  arrays in their header's dimensions (Fortran order), NIfTI ``(x, y, z[, t])`` with the affine
+  documented per format: fastMRI ``kspace`` ``(slices, coils, rows, cols)`` complex64 (or
+  ``(slices, coils, *trajectory)`` with a ``trajectory`` for non-Cartesian k-space), BART
+  arrays in their header's dimensions (Fortran order), BART trajectories as mskjax coordinates
+  ``(*trajectory, ndim)`` in cycles per field of view, NIfTI ``(x, y, z[, t])`` with the affine
   in mm, DICOM series ``(slices, rows, cols)`` sorted along the slice normal.
 - Writers are atomic: they write a temporary file beside the target and rename it, so a failed
   write leaves neither a partial file nor a changed target. :func:`atomic_path` gives the same
@@ -27,6 +29,8 @@ from ._loader import fastmri_batches, fastmri_slices
 from ._nifti import Volume, read_labels, read_nifti, write_nifti
 from ._seg_set import (make_segmentation_set, phantom_affine, read_segmentation_set,
                        segmentation_pairs)
+from ._trajectory import (read_bart_kspace, read_bart_trajectory, write_bart_kspace,
+                          write_bart_trajectory)
 from ._validate import Mismatch, ValidationReport, load_spec, spec_names, validate
 
 __all__ = [
@@ -39,4 +43,5 @@ __all__ = [
     "atomic_path", "make_segmentation_set", "read_segmentation_set", "segmentation_pairs",
     "phantom_affine", "write_classification_set", "read_classification_set",
     "read_classification_manifest", "make_classification_set",
+    "read_bart_trajectory", "write_bart_trajectory", "read_bart_kspace", "write_bart_kspace",
 ]

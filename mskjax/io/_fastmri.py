@@ -12,6 +12,17 @@ One file holds one volume (the layout ``fastmri.data.mri_data.SliceDataset`` rea
   bytes; its encoded and reconstructed matrix sizes, fields of view (mm) and the
   ``kspace_encoding_step_1`` limits are parsed into a :class:`FastMRIHeader`.
 - ``mask`` (test set only): the sampled columns, a ``(cols,)`` vector (read back as bool).
+- ``trajectory`` (non-Cartesian files only): float32 ``(*trajectory, ndim)``, shared by the
+  slices, or ``(slices, *trajectory, ndim)``, one per slice: the k-space coordinates in cycles
+  per field of view (the convention of :class:`mskjax.linop.NUFFT`: ``coords[..., a]`` along
+  the ``a``-th image axis, ``-n/2 <= k <= n/2`` on an axis of ``n`` points), with the
+  attributes ``units`` (``'cycles per field of view'``) and ``matrix_size`` (the image grid,
+  ``ndim`` integers, also the header's encoded matrix ``(x, y, z)`` padded with 1). ``kspace``
+  is then complex64 ``(slices, coils, *trajectory)`` (always with a coil axis) and a
+  reconstruction ``(slices, *image)`` has ``ndim`` image axes. Such a file has no ``mask``.
+- ``density`` (optional, with a trajectory): float32, the trajectory's shape without the
+  coordinate axis: the density compensation of the samples in mskjax's scale (``NUFFT.H(d *
+  NUFFT(x)) ~= x`` for a smooth image, 1 on a fully sampled Cartesian grid).
 - File attributes: ``max`` and ``norm`` (the maximum and the L2 norm of the reconstruction
   volume), ``acquisition`` (e.g. ``'CORPD_FBK'``), ``patient_id``; test-set files add
   ``acceleration`` and ``num_low_frequency``.
@@ -51,6 +62,8 @@ _WRITE = "mskjax.io.write_fastmri"
 _XML = "mskjax.io.ismrmrd_header_xml"
 _PARSE = "mskjax.io.parse_ismrmrd_header"
 _KSPACE_LAYOUT = "complex64 (slices, coils, rows, cols) or (slices, rows, cols)"
+_NONCARTESIAN_LAYOUT = "complex64 (slices, coils, *trajectory) with a trajectory"
+_UNITS = "cycles per field of view"
 _TRAJECTORIES = ("cartesian", "epi", "radial", "goldenangle", "spiral", "other")
 #: Proton resonance frequency at 3 T, the default of a header built from scratch.
 _LARMOR_3T_HZ = 127_740_000
@@ -276,6 +289,68 @@ def ismrmrd_header_xml(*, encoded_matrix: Sequence[int], recon_matrix: Sequence[
         "</ismrmrdHeader>\n")
 
 
+# --------------------------------------------------------------------------- trajectories
+
+
+def _trajectory_form(kspace_shape, trajectory_shape, where: str) -> tuple[bool, int]:
+    """``(per_slice, ndim)`` of a trajectory that fits k-space ``(slices, coils, *points)``."""
+    slices, points = kspace_shape[0], tuple(kspace_shape[2:])
+    ndim = trajectory_shape[-1] if len(trajectory_shape) else 0
+    if 1 <= ndim <= 3:
+        if tuple(trajectory_shape[:-1]) == points:
+            return False, int(ndim)
+        if tuple(trajectory_shape[:-1]) == (slices, *points):
+            return True, int(ndim)
+    raise ValueError(
+        f"{where} must be float32 (*trajectory, ndim), ndim 1 to 3, with trajectory = "
+        f"kspace.shape[2:] = {points} (shared by the slices), or ({slices}, *trajectory, ndim) "
+        f"(one per slice), got shape {tuple(trajectory_shape)}")
+
+
+def _matrix_size(value, ndim: int, where: str) -> tuple[int, ...]:
+    values = np.asarray(value) if value is not None else np.zeros(0)
+    ok = (values.ndim == 1 and values.shape[0] == ndim and values.dtype.kind in "iuf"
+          and np.all(np.isfinite(values)) and np.all(values >= 1)
+          and np.all(values == np.round(values)))
+    if not ok:
+        raise ValueError(f"{where} must be {ndim} positive integers (the image grid of the "
+                         f"{ndim}D trajectory), got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def _padded(matrix_size) -> tuple[int, int, int]:
+    return tuple(matrix_size) + (1,) * (3 - len(matrix_size))
+
+
+def _check_coords(coords: np.ndarray, matrix_size, where: str) -> None:
+    if not np.all(np.isfinite(coords)):
+        raise ValueError(f"{where}: coordinates must be finite, got "
+                         f"{int(np.sum(~np.isfinite(coords)))} NaN or infinite values")
+    for axis, n in enumerate(matrix_size):
+        worst = float(np.max(np.abs(coords[..., axis])))
+        if worst > n / 2 * (1 + 1e-6):
+            raise ValueError(f"{where}: coordinate {axis} must lie in [-{n / 2:g}, {n / 2:g}] "
+                             f"(cycles per field of view on an axis of {n} points), got values "
+                             f"up to {worst:g}")
+
+
+def _check_density_layout(density, trajectory_shape, where: str, dtype_error) -> None:
+    want = f"float32 {tuple(trajectory_shape)}, one value per trajectory point"
+    if density.dtype != np.float32:
+        raise dtype_error(f"{where} must be {want}, got {density.dtype} {density.shape}")
+    if tuple(density.shape) != tuple(trajectory_shape):
+        raise ValueError(f"{where} must be {want}, got {density.dtype} {density.shape}")
+
+
+def _check_density(density: np.ndarray, where: str) -> None:
+    if not np.all(np.isfinite(density)):
+        raise ValueError(f"{where} must be finite, got "
+                         f"{int(np.sum(~np.isfinite(density)))} NaN or infinite values")
+    if np.any(density < 0):
+        raise ValueError(f"{where} must be non-negative, got a minimum of "
+                         f"{float(density.min()):g}")
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -386,11 +461,21 @@ class FastMRIFile:
         attrs: the file attributes as Python values (``max``, ``norm``, ``acquisition``,
             ``patient_id``, ``acceleration``, ``num_low_frequency`` where present).
         mask: ``(cols,)`` bool, or None where the file has no ``mask``.
-        multicoil: whether k-space has a coil axis; num_slices: ``len(kspace)``.
+        trajectory: None (Cartesian k-space); for non-Cartesian k-space ``(slices, coils,
+            *trajectory)`` the float32 coordinates in cycles per field of view: a numpy array
+            ``(*trajectory, ndim)`` shared by the slices (read and checked when the file is
+            opened), or a :class:`SliceView` ``(slices, *trajectory, ndim)``, one per slice.
+            :meth:`trajectory_at` gives slice ``i``'s either way.
+        density: None, or the float32 density compensation: ``(*trajectory)`` numpy array or
+            :class:`SliceView` ``(slices, *trajectory)``, as the trajectory.
+        matrix_size: the image grid ``(ndim,)`` of the trajectory's units (the ``shape`` of
+            :class:`mskjax.linop.NUFFT`), or None for Cartesian k-space.
+        multicoil: whether k-space has a coil axis; num_slices: ``len(kspace)``;
+        noncartesian: whether the file has a trajectory.
     """
 
     def __init__(self, path: Path, *, kspace_shape, recon_key, recon_shape, header, header_xml,
-                 attrs, mask):
+                 attrs, mask, trajectory=None, density=None, matrix_size=None):
         self.path = path
         self.kspace = SliceView(self, "kspace", kspace_shape, np.complex64)
         self.reconstruction_key = recon_key
@@ -400,19 +485,48 @@ class FastMRIFile:
         self.header_xml = header_xml
         self.attrs = attrs
         self.mask = mask
+        self.trajectory = trajectory
+        self.density = density
+        self.matrix_size = matrix_size
         self._handle: h5py.File | None = None
 
     @property
     def multicoil(self) -> bool:
-        return self.kspace.ndim == 4
+        return self.trajectory is not None or self.kspace.ndim == 4
+
+    @property
+    def noncartesian(self) -> bool:
+        return self.trajectory is not None
+
+    def trajectory_at(self, index: int) -> np.ndarray:
+        """The coordinates ``(*trajectory, ndim)`` of slice ``index`` (float32, cycles per
+        field of view), shared or per slice; a ValueError for a Cartesian file."""
+        return self._per_slice(self.trajectory, "trajectory", index)
+
+    def density_at(self, index: int) -> np.ndarray | None:
+        """The density compensation ``(*trajectory)`` of slice ``index``, or None."""
+        if self.density is None:
+            return None
+        return self._per_slice(self.density, "density", index)
+
+    def _per_slice(self, value, key, index):
+        if value is None:
+            raise ValueError(f"{_READ}: {self.path}: the file has no '{key}' (Cartesian "
+                             "k-space)")
+        if isinstance(value, SliceView):
+            return value[index]
+        self.kspace._selection(index)  # the same IndexError as the k-space for a bad index
+        return value
 
     @property
     def num_slices(self) -> int:
         return self.kspace.shape[0]
 
     def __repr__(self) -> str:
+        trajectory = ("" if self.trajectory is None
+                      else f", trajectory={tuple(self.trajectory.shape)}")
         return (f"FastMRIFile({str(self.path)!r}, kspace={self.kspace.shape}, "
-                f"reconstruction={self.reconstruction_key!r})")
+                f"reconstruction={self.reconstruction_key!r}{trajectory})")
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -478,12 +592,15 @@ def _dataset(f: h5py.File, key: str, path: Path, required: bool = True):
 
 def _inspect(f: h5py.File, path: Path) -> FastMRIFile:
     kspace = _dataset(f, "kspace", path)
+    trajectory = _dataset(f, "trajectory", path, required=False)
+    layout = _KSPACE_LAYOUT if trajectory is None else _NONCARTESIAN_LAYOUT
     got = f"got {kspace.dtype} {kspace.shape}"
     if kspace.dtype != np.complex64:
-        raise TypeError(f"{_READ}: {path}: key 'kspace' must be {_KSPACE_LAYOUT}, {got}")
-    if kspace.ndim not in (3, 4) or 0 in kspace.shape:
-        raise ValueError(f"{_READ}: {path}: key 'kspace' must be {_KSPACE_LAYOUT}, {got}")
-    multicoil = kspace.ndim == 4
+        raise TypeError(f"{_READ}: {path}: key 'kspace' must be {layout}, {got}")
+    if trajectory is None and kspace.ndim not in (3, 4) or kspace.ndim < 3 or (
+            0 in kspace.shape):
+        raise ValueError(f"{_READ}: {path}: key 'kspace' must be {layout}, {got}")
+    multicoil = trajectory is not None or kspace.ndim == 4
 
     header_where = f"{_READ}: {path}: key 'ismrmrd_header'"
     header_xml = _header_text(_dataset(f, "ismrmrd_header", path)[()], header_where)
@@ -491,16 +608,53 @@ def _inspect(f: h5py.File, path: Path) -> FastMRIFile:
     if isinstance(header_xml, bytes):
         header_xml = header_xml.decode("utf-8", errors="replace")
 
+    per_slice, ndim, matrix_size, density = False, 2, None, None
+    if trajectory is not None:
+        where = f"{_READ}: {path}: key 'trajectory'"
+        if trajectory.dtype != np.float32:
+            raise TypeError(f"{where} must be float32 coordinates, got {trajectory.dtype} "
+                            f"{trajectory.shape}")
+        per_slice, ndim = _trajectory_form(kspace.shape, trajectory.shape, where)
+        units = _python_value(trajectory.attrs.get("units"))
+        if units != _UNITS:
+            raise ValueError(f"{where} must have the attribute units = {_UNITS!r}, got "
+                             f"{units!r}")
+        matrix_size = _matrix_size(trajectory.attrs.get("matrix_size"), ndim,
+                                   f"{where}: attribute 'matrix_size'")
+        if header.encoded_matrix != _padded(matrix_size):
+            raise ValueError(f"{where}: attribute matrix_size {matrix_size} disagrees with the "
+                             f"header's encoded matrix {header.encoded_matrix}; they must "
+                             f"match as {_padded(matrix_size)}")
+        if not per_slice:
+            trajectory = np.asarray(trajectory[()])
+            _check_coords(trajectory, matrix_size, where)
+        density = _dataset(f, "density", path, required=False)
+        if density is not None:
+            where = f"{_READ}: {path}: key 'density'"
+            _check_density_layout(density, trajectory.shape[:-1], where, TypeError)
+            if not per_slice:
+                density = np.asarray(density[()])
+                _check_density(density, where)
+        if _dataset(f, "mask", path, required=False) is not None:
+            raise ValueError(f"{_READ}: {path}: key 'mask' must be absent from a non-Cartesian "
+                             "file (its trajectory is the sampling), but the file has both "
+                             "'mask' and 'trajectory'")
+    elif _dataset(f, "density", path, required=False) is not None:
+        raise ValueError(f"{_READ}: {path}: key 'density' needs a 'trajectory' (density "
+                         "compensation is for non-Cartesian k-space), but the file has none")
+
     recon_key, recon_shape = None, None
     for key in _recon_keys(multicoil):
         recon = _dataset(f, key, path, required=False)
         if recon is None:
             continue
-        want = f"float32 ({kspace.shape[0]}, rows, cols), one image per k-space slice"
+        want = (f"float32 ({kspace.shape[0]}, rows, cols), one image per k-space slice"
+                if ndim == 2 else f"float32 ({kspace.shape[0]}, *image) with {ndim} image "
+                                  "axes, one image per k-space slice")
         if recon.dtype != np.float32:
             raise TypeError(f"{_READ}: {path}: key '{key}' must be {want}, got {recon.dtype} "
                             f"{recon.shape}")
-        if recon.ndim != 3 or recon.shape[0] != kspace.shape[0] or 0 in recon.shape:
+        if recon.ndim != ndim + 1 or recon.shape[0] != kspace.shape[0] or 0 in recon.shape:
             raise ValueError(f"{_READ}: {path}: key '{key}' must be {want}, got {recon.dtype} "
                              f"{recon.shape}")
         recon_key, recon_shape = key, recon.shape
@@ -510,9 +664,15 @@ def _inspect(f: h5py.File, path: Path) -> FastMRIFile:
     if mask is not None:
         mask = _as_mask(np.asarray(mask[()]), kspace.shape[-1], f"{_READ}: {path}: key 'mask'")
     attrs = {key: _python_value(value) for key, value in f.attrs.items()}
-    return FastMRIFile(path, kspace_shape=kspace.shape, recon_key=recon_key,
+    file = FastMRIFile(path, kspace_shape=kspace.shape, recon_key=recon_key,
                        recon_shape=recon_shape, header=header, header_xml=header_xml,
-                       attrs=attrs, mask=mask)
+                       attrs=attrs, mask=mask, matrix_size=matrix_size)
+    if per_slice:
+        trajectory = SliceView(file, "trajectory", trajectory.shape, np.float32)
+        if density is not None:
+            density = SliceView(file, "density", density.shape, np.float32)
+    file.trajectory, file.density = trajectory, density
+    return file
 
 
 def read_fastmri(path: str | os.PathLike) -> FastMRIFile:
@@ -520,13 +680,19 @@ def read_fastmri(path: str | os.PathLike) -> FastMRIFile:
 
     The layout, header and mask are checked now; k-space and the reconstruction are read when
     indexed (``file.kspace[i]`` is one ``(coils, rows, cols)`` slice). Use ``with
-    read_fastmri(path) as file:`` to keep the file open over many reads.
+    read_fastmri(path) as file:`` to keep the file open over many reads. A non-Cartesian file
+    (one with a ``trajectory``) has ``file.trajectory``, ``file.density`` and
+    ``file.matrix_size``; a trajectory shared by the slices is read and checked (finite, inside
+    the grid) now, one per slice when indexed (``file.trajectory_at(i)``).
 
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: not HDF5, truncated or corrupt; ``kspace`` or ``ismrmrd_header`` missing;
-            wrong rank; malformed header; a reconstruction or mask that does not fit k-space.
-        TypeError: ``kspace`` is not complex64 or the reconstruction is not float32.
+            wrong rank; malformed header; a reconstruction or mask that does not fit k-space;
+            a trajectory or density that does not fit k-space, a trajectory without its
+            ``units`` and ``matrix_size`` or with coordinates outside the grid.
+        TypeError: ``kspace`` is not complex64, the reconstruction, trajectory or density not
+            float32.
     """
     path = Path(path)
     with _open(path, _READ) as f:
@@ -574,7 +740,9 @@ def write_fastmri(path: str | os.PathLike, kspace: ArrayLike, *,
                   max_value: float | None = None, norm: float | None = None,
                   mask: ArrayLike | None = None,
                   acceleration: float | None = None,
-                  num_low_frequency: int | None = None) -> Path:
+                  num_low_frequency: int | None = None,
+                  trajectory: ArrayLike | None = None, density: ArrayLike | None = None,
+                  matrix_size: Sequence[int] | None = None) -> Path:
     """Write one volume as a fastMRI HDF5 file, atomically.
 
     Args:
@@ -595,6 +763,17 @@ def write_fastmri(path: str | os.PathLike, kspace: ArrayLike, *,
             default to its maximum and its L2 norm (over the whole volume), as in fastMRI.
         mask: ``(cols,)`` sampled columns (bool, or 0/1 values), as in the test set.
         acceleration, num_low_frequency: test-set attributes, written when given.
+        trajectory: float32 coordinates in cycles per field of view for non-Cartesian k-space
+            ``(slices, coils, *trajectory)``: ``(*trajectory, ndim)`` shared by the slices or
+            ``(slices, *trajectory, ndim)`` one per slice, ``ndim`` 1 to 3, every coordinate
+            inside the grid (``|k_a| <= matrix_size[a] / 2``). A reconstruction then has
+            ``ndim`` image axes. No ``mask`` with a trajectory.
+        density: float32 density compensation with the trajectory's shape less its last axis
+            (requires ``trajectory``), finite and non-negative.
+        matrix_size: the image grid ``(ndim,)`` of the coordinates (the ``shape`` of
+            :class:`mskjax.linop.NUFFT`), written as the trajectory's ``matrix_size``
+            attribute and as the built header's encoded matrix. Required with a trajectory
+            unless ``header`` is given, whose encoded matrix then sets it (and must agree).
 
     Returns:
         ``path`` as a :class:`pathlib.Path`.
@@ -603,53 +782,101 @@ def write_fastmri(path: str | os.PathLike, kspace: ArrayLike, *,
     kspace = _host_array(kspace, "kspace")
     if kspace is None:
         raise TypeError(f"{_WRITE}: kspace must be an array, got None")
+    trajectory = _host_array(trajectory, "trajectory")
+    density = _host_array(density, "density")
+    noncartesian = trajectory is not None
+    layout = _NONCARTESIAN_LAYOUT if noncartesian else _KSPACE_LAYOUT
     got = f"got {kspace.dtype} {kspace.shape}"
     if kspace.dtype != np.complex64:
         hint = ("; convert explicitly with kspace.astype(np.complex64)"
                 if kspace.dtype.kind == "c" else "")
-        raise TypeError(f"{_WRITE}: kspace must be {_KSPACE_LAYOUT}, {got}{hint}")
-    if kspace.ndim not in (3, 4) or 0 in kspace.shape:
-        raise ValueError(f"{_WRITE}: kspace must be {_KSPACE_LAYOUT}, {got}")
-    multicoil = kspace.ndim == 4
+        raise TypeError(f"{_WRITE}: kspace must be {layout}, {got}{hint}")
+    if (kspace.ndim < 3 if noncartesian else kspace.ndim not in (3, 4)) or 0 in kspace.shape:
+        raise ValueError(f"{_WRITE}: kspace must be {layout}, {got}")
+    multicoil = noncartesian or kspace.ndim == 4
     slices, rows, cols = kspace.shape[0], kspace.shape[-2], kspace.shape[-1]
+    image_ndim = 2
+    if noncartesian:
+        if trajectory.dtype != np.float32:
+            hint = ("; convert explicitly with trajectory.astype(np.float32)"
+                    if trajectory.dtype.kind in "iuf" else "")
+            raise TypeError(f"{_WRITE}: trajectory must be float32 coordinates in cycles per "
+                            f"field of view, got {trajectory.dtype}{hint}")
+        _, image_ndim = _trajectory_form(kspace.shape, trajectory.shape,
+                                         f"{_WRITE}: trajectory")
+    elif density is not None:
+        raise ValueError(f"{_WRITE}: density needs a trajectory (density compensation is for "
+                         "non-Cartesian k-space)")
+    elif matrix_size is not None:
+        raise ValueError(f"{_WRITE}: matrix_size needs a trajectory (the image grid of "
+                         "non-Cartesian coordinates); Cartesian k-space sets its own")
 
     reconstruction = _host_array(reconstruction, "reconstruction")
     recon_key = None
     if reconstruction is not None:
         recon_key = _recon_keys(multicoil)[0]
-        want = f"float32 ({slices}, rows, cols), one image per k-space slice"
+        want = (f"float32 ({slices}, rows, cols), one image per k-space slice" if image_ndim == 2
+                else f"float32 ({slices}, *image) with {image_ndim} image axes, one image per "
+                     "k-space slice")
         got = f"got {reconstruction.dtype} {reconstruction.shape}"
         if reconstruction.dtype != np.float32:
             hint = ("; convert explicitly with reconstruction.astype(np.float32)"
                     if reconstruction.dtype.kind == "f" else "")
             raise TypeError(f"{_WRITE}: reconstruction must be {want}, {got}{hint}")
-        if reconstruction.ndim != 3 or reconstruction.shape[0] != slices or (
+        if reconstruction.ndim != image_ndim + 1 or reconstruction.shape[0] != slices or (
                 0 in reconstruction.shape):
             raise ValueError(f"{_WRITE}: reconstruction must be {want}, {got}")
 
+    if noncartesian and matrix_size is not None:
+        matrix_size = _matrix_size(matrix_size, image_ndim, f"{_WRITE}: matrix_size")
     if header is None:
-        fov = (float(rows), float(cols), 1.0) if fov_mm is None else _triple(
+        if noncartesian and matrix_size is None:
+            raise ValueError(f"{_WRITE}: a trajectory needs matrix_size (the image grid of its "
+                             f"{image_ndim} coordinates) or a header whose encoded matrix gives "
+                             "it")
+        encoded = _padded(matrix_size) if noncartesian else (rows, cols, 1)
+        fov = tuple(float(n) for n in encoded) if fov_mm is None else _triple(
             fov_mm, "fov_mm", float, _WRITE)
-        recon_matrix = (reconstruction.shape[1], reconstruction.shape[2], 1) if (
-            reconstruction is not None) else (rows, cols, 1)
+        recon_matrix = _padded(reconstruction.shape[1:]) if (
+            reconstruction is not None) else encoded
         header_xml = ismrmrd_header_xml(
-            encoded_matrix=(rows, cols, 1), recon_matrix=recon_matrix, encoded_fov_mm=fov,
-            recon_fov_mm=fov, num_coils=kspace.shape[1] if multicoil else None)
+            encoded_matrix=encoded, recon_matrix=recon_matrix, encoded_fov_mm=fov,
+            recon_fov_mm=fov, num_coils=kspace.shape[1] if multicoil else None,
+            trajectory="other" if noncartesian else "cartesian")
     else:
         if fov_mm is not None:
             raise ValueError(f"{_WRITE}: fov_mm only applies to a built header (header=None); "
                              "put the field of view in the header instead")
         if isinstance(header, FastMRIHeader):
-            header_xml = header.to_xml(num_coils=kspace.shape[1] if multicoil else None)
+            parsed = header
+            header_xml = header.to_xml(num_coils=kspace.shape[1] if multicoil else None,
+                                       trajectory="other" if noncartesian else "cartesian")
         elif isinstance(header, (str, bytes)):
             header_xml = header
-            _parse(header_xml, f"{_WRITE}: header")
+            parsed = _parse(header_xml, f"{_WRITE}: header")
         else:
             raise TypeError(f"{_WRITE}: header must be None, ISMRMRD XML (str or bytes) or a "
                             f"FastMRIHeader, got {type(header).__name__}")
+        if noncartesian:
+            encoded = parsed.encoded_matrix
+            if matrix_size is None:
+                matrix_size = encoded[:image_ndim]
+            if encoded != _padded(matrix_size):
+                raise ValueError(
+                    f"{_WRITE}: the header's encoded matrix {encoded} must be matrix_size "
+                    f"{matrix_size} padded with 1, {_padded(matrix_size)}")
     header_bytes = header_xml.encode("utf-8") if isinstance(header_xml, str) else header_xml
 
+    if noncartesian:
+        _check_coords(trajectory, matrix_size, f"{_WRITE}: trajectory")
+        if density is not None:
+            _check_density_layout(density, trajectory.shape[:-1], f"{_WRITE}: density",
+                                  TypeError)
+            _check_density(density, f"{_WRITE}: density")
     mask = _host_array(mask, "mask")
+    if mask is not None and noncartesian:
+        raise ValueError(f"{_WRITE}: mask applies to Cartesian k-space only; non-Cartesian "
+                         "k-space is sampled where its trajectory says")
     if mask is not None:
         mask = _as_mask(mask, cols, f"{_WRITE}: mask")
     acquisition = _optional_str(acquisition, "acquisition")
@@ -685,6 +912,12 @@ def write_fastmri(path: str | os.PathLike, kspace: ArrayLike, *,
             f.create_dataset("ismrmrd_header", data=np.bytes_(header_bytes))
             if mask is not None:
                 f.create_dataset("mask", data=mask)
+            if noncartesian:
+                node = f.create_dataset("trajectory", data=trajectory)
+                node.attrs["units"] = _UNITS
+                node.attrs["matrix_size"] = np.asarray(matrix_size, np.int64)
+                if density is not None:
+                    f.create_dataset("density", data=density)
             for key, value in attrs.items():
                 if value is None:
                     continue
