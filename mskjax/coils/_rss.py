@@ -20,9 +20,13 @@ def squared_magnitude(x):
 
 
 def safe_sqrt(power):
-    """``sqrt(power)`` for ``power >= 0``, with gradient 0 (not infinite) where ``power == 0``."""
+    """``sqrt(power)`` for ``power >= 0``, with gradient 0 (not infinite) where ``power == 0``.
+
+    NaN stays NaN (and infinity infinite): corrupted input must stay visible under ``jit``.
+    """
     positive = power > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, power, 1)), 0)
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, power, 1)),
+                     jnp.where(jnp.isnan(power), power, 0))
 
 
 def rss(x: ArrayLike, *, axis: int | Sequence[int] = 0) -> jax.Array:
@@ -35,7 +39,7 @@ def rss(x: ArrayLike, *, axis: int | Sequence[int] = 0) -> jax.Array:
     Returns:
         Real array of ``x``'s shape without ``axis`` (float32 for complex64 or float32 input).
         Safe under ``jit``, ``vmap`` and ``grad``: the gradient at a pixel where every coil is
-        zero is 0, not NaN.
+        zero is 0, not NaN. A NaN in any coil makes that pixel NaN (never 0).
     """
     func = "mskjax.coils.rss"
     x = as_array(x, "x", func)

@@ -115,3 +115,14 @@ def test_normalize_maps_errors():
         normalize_maps(bad)
     with pytest.raises(ValueError, match=f"{func}: eps must be in"):
         normalize_maps(np.ones((2, 4, 4), np.complex64), eps=-1.0)
+
+
+def test_nan_stays_nan_under_jit():
+    x = np.ones((3, 4, 5), np.complex64)
+    x[1, 2, 3] = np.nan
+    out = np.asarray(jax.jit(rss)(x))
+    assert np.isnan(out[2, 3])
+    assert np.sum(np.isnan(out)) == 1
+    np.testing.assert_allclose(np.delete(out.ravel(), 2 * 5 + 3), np.sqrt(3), rtol=1e-6)
+    g = jax.grad(lambda v: jnp.sum(rss(v)))(np.zeros((2, 3), np.float32))
+    assert np.all(g == 0)
