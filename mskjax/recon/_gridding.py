@@ -8,11 +8,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from .._checks import as_array, check_complex, check_finite, check_ndim, check_shape
+from .._checks import (as_array, check_complex, check_finite, check_ndim, check_positive_int,
+                      check_shape)
 from ..coils import rss
-from ..linop import NUFFT
-from ..linop._base import _check_shape_tuple
-from ..linop._nufft import check_coords, check_weights
+from ..linop import NUFFT, check_coords, check_weights
 
 
 def gridding(kspace: ArrayLike, coords: ArrayLike, *, shape: Sequence[int],
@@ -40,7 +39,11 @@ def gridding(kspace: ArrayLike, coords: ArrayLike, *, shape: Sequence[int],
         ``(*shape)`` image: float without maps, complex with maps.
     """
     func = "mskjax.recon.gridding"
-    shape = _check_shape_tuple(shape, func)
+    if not isinstance(shape, (tuple, list)) or not 2 <= len(shape) <= 3:
+        raise ValueError(f"{func}: shape must be the image grid, 2 or 3 ints, got {shape!r}")
+    for n in shape:
+        check_positive_int(n, "shape", func)
+    shape = tuple(int(n) for n in shape)
     kspace = as_array(kspace, "kspace", func)
     check_ndim(kspace, "kspace", func, min_ndim=2, layout="(coils, *trajectory)")
     check_complex(kspace, "kspace", func)

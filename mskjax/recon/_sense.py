@@ -22,8 +22,8 @@ import numpy as np
 
 from .._checks import (as_array, check_complex, check_finite, check_interval, check_ndim,
                        check_positive_int, check_shape)
-from ..linop import NufftSense, Sense, SoftSense, apply_mask, check_mask
-from ..linop._nufft import check_coords, check_weights
+from ..linop import (NufftSense, Sense, SoftSense, apply_mask, check_coords, check_mask,
+                     check_weights)
 
 
 def sense_operator(kspace, maps, mask, func, *, lamda=0.0, max_iter=1, power_iter=1,
