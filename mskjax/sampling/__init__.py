@@ -18,6 +18,17 @@ Conventions:
   :func:`variable_density` is pure JAX, takes a ``jax.random`` key first and is jittable with
   its other arguments static.
 - Options are keyword-only. ``acceleration`` is ``number of grid points / samples``.
+
+Non-Cartesian trajectories (:func:`radial`, :func:`stack_of_stars`, :func:`kooshball`,
+:func:`spiral`) are float32 coordinates ``(*trajectory, ndim)`` in cycles per field of view,
+the units of :class:`mskjax.linop.NUFFT`, sigpy and BART: on an axis of n grid points
+``-n/2 <= k <= n/2``, k = 0 the k-space centre, and coordinate a belongs to the a-th image
+axis in array order (``coords[..., 0]`` along the rows of a ``(rows, cols)`` image). They are
+deterministic, computed on the host. jax-finufft's radians are ``x_a = 2 pi k_a / n_a``;
+trajectories given in ``[-0.5, 0.5]`` are ``k_a / n_a``. A density compensation function
+``d`` (one real value per trajectory point) is the k-space area (volume) each sample stands
+for, in the same units, so that ``NUFFT.H(d * NUFFT(x)) ~= x`` and a full Cartesian grid has
+``d = 1``: :func:`ramp_density` for radial trajectories.
 """
 
 from ._fastmri import (
@@ -28,6 +39,9 @@ from ._fastmri import (
     random_mask,
 )
 from ._poisson import poisson_disc
+from ._radial import kooshball, radial, stack_of_stars
+from ._ramp import ramp_density
+from ._spiral import spiral
 from ._variable_density import variable_density
 
 __all__ = [
@@ -38,4 +52,9 @@ __all__ = [
     "magic_fraction_mask",
     "poisson_disc",
     "variable_density",
+    "radial",
+    "stack_of_stars",
+    "kooshball",
+    "spiral",
+    "ramp_density",
 ]
