@@ -28,7 +28,8 @@ deterministic, computed on the host. jax-finufft's radians are ``x_a = 2 pi k_a 
 trajectories given in ``[-0.5, 0.5]`` are ``k_a / n_a``. A density compensation function
 ``d`` (one real value per trajectory point) is the k-space area (volume) each sample stands
 for, in the same units, so that ``NUFFT.H(d * NUFFT(x)) ~= x`` and a full Cartesian grid has
-``d = 1``: :func:`ramp_density` for radial trajectories.
+``d = 1``: :func:`ramp_density` for radial trajectories, :func:`pipe_menon_density` (the
+iterative method of Pipe and Menon) for any trajectory.
 """
 
 from ._fastmri import (
@@ -38,6 +39,7 @@ from ._fastmri import (
     magic_mask,
     random_mask,
 )
+from ._pipe_menon import pipe_menon_density
 from ._poisson import poisson_disc
 from ._radial import kooshball, radial, stack_of_stars
 from ._ramp import ramp_density
@@ -51,6 +53,7 @@ __all__ = [
     "magic_mask",
     "magic_fraction_mask",
     "poisson_disc",
+    "pipe_menon_density",
     "variable_density",
     "radial",
     "stack_of_stars",
