@@ -13,8 +13,13 @@ class Sample:
     """One example, one field per kind of data; absent fields are ``None``.
 
     Fields (shapes for one example; batch with ``jax.vmap``):
-        kspace: complex ``(coils, *spatial)`` k-space (undersampled once a mask is applied).
-        mask: boolean or real sampling mask broadcasting to ``kspace``.
+        kspace: complex ``(coils, *spatial)`` k-space (undersampled once a mask is applied),
+            or ``(coils, *trajectory)`` non-Cartesian k-space on ``coords``.
+        mask: boolean or real sampling mask broadcasting to ``kspace`` (Cartesian).
+        coords: real ``(*trajectory, ndim)`` k-space coordinates of non-Cartesian k-space, in
+            cycles per field of view (:class:`mskjax.linop.NUFFT`); None for Cartesian.
+        density: real non-negative ``(*trajectory)`` density compensation of ``coords``, in
+            mskjax's scale (``NUFFT.H(d * NUFFT(x)) ~= x`` for a smooth image), optional.
         maps: complex ``(coils, *spatial)`` coil sensitivity maps.
         image: ``(*spatial)`` reconstructed image, real or complex.
         target: ``(*spatial)`` reference image (e.g. the fully sampled reconstruction).
@@ -27,6 +32,8 @@ class Sample:
 
     kspace: Any = None
     mask: Any = None
+    coords: Any = None
+    density: Any = None
     maps: Any = None
     image: Any = None
     target: Any = None

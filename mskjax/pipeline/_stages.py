@@ -59,11 +59,16 @@ def zero_filled() -> Stage:
     """Zero-filled reconstruction of ``sample.kspace`` into ``sample.image``.
 
     Uses ``sample.maps`` (SENSE adjoint, complex image) when present, else root-sum-of-squares.
+    Cartesian k-space only: a sample with ``coords`` is refused (use :func:`gridding`).
     """
     func = "mskjax.pipeline.zero_filled"
 
     def fn(sample, **extra):
         kspace = _require(sample, "kspace", func)
+        if sample.coords is not None:
+            raise ValueError(f"{func}: the sample has coords (non-Cartesian k-space); the "
+                             "zero-filled inverse FFT is for Cartesian k-space: use "
+                             "pipeline.gridding()")
         return sample.replace(image=_zero_filled(kspace, maps=sample.maps))
 
     return stateless(fn)

@@ -185,6 +185,25 @@ def test_bart_traj_reads_as_spokes_by_readout(tmp_path):
 
 
 @needs_bart
+def test_bart_radial_is_sampling_radial(tmp_path):
+    """``bart traj -r -c`` (the centre sampled) read as coordinates is exactly
+    ``mskjax.sampling.radial(..., golden=False)`` on a grid of the readout's size: the same
+    angles, axes and orientation; plain ``bart traj -r`` is shifted by half a sample along each
+    spoke."""
+    from mskjax.sampling import radial
+
+    ours = np.asarray(radial(9, 16, shape=(16, 16), golden=False))
+    _bart(tmp_path, "traj", "-r", "-c", "-x", 16, "-y", 9, "centred")
+    np.testing.assert_allclose(read_bart_trajectory(tmp_path / "centred"), ours, rtol=0,
+                               atol=1e-5)
+    _bart(tmp_path, "traj", "-r", "-x", 16, "-y", 9, "shifted")
+    theta = np.arange(9) * np.pi / 9
+    direction = np.stack([np.sin(theta), np.cos(theta)], -1)[:, None]
+    np.testing.assert_allclose(read_bart_trajectory(tmp_path / "shifted"),
+                               ours + 0.5 * direction, rtol=0, atol=1e-5)
+
+
+@needs_bart
 def test_bart_nufft_agrees_with_linop_nufft(tmp_path, rng):
     """``bart nufft -P`` (periodic, like mskjax's grid) of coil images read with read_cfl equals
     linop.NUFFT on the coordinates read with read_bart_trajectory and k-space read with
