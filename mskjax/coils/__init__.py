@@ -9,6 +9,9 @@ Conventions:
   satisfy ``sum_c |S_c|^2 == 1`` wherever they are non-zero (:func:`normalize_maps`).
 - Simulated maps use normalised coordinates ``(i - n/2) / (n/2)`` on each spatial axis, so
   the field of view spans ``[-1, 1)``; ``x`` is the last axis, ``y`` the one before.
+- ESPIRiT (:func:`espirit`) takes centred Cartesian k-space; :func:`nufft_calibration` grids
+  the centre of non-Cartesian k-space (coordinates in cycles per field of view, as for
+  :class:`mskjax.linop.NUFFT`) onto that grid, and :func:`espirit_nufft` runs ESPIRiT on it.
 - Coil compression is SVD-based: the virtual coils are the leading left singular vectors of
   the ``(coils, samples)`` data matrix, ordered by decreasing energy.
 
@@ -19,10 +22,11 @@ static) and ``vmap``, and :func:`rss` and :func:`normalize_maps` are safe under 
 from ._compress import coil_compress, coil_compression_matrix
 from ._espirit import espirit
 from ._normalize import normalize_maps
+from ._nufft_calibration import espirit_nufft, nufft_calibration
 from ._rss import rss
 from ._simulate import birdcage_maps, gaussian_maps
 
 __all__ = [
     "rss", "normalize_maps", "birdcage_maps", "gaussian_maps", "coil_compress",
-    "coil_compression_matrix", "espirit",
+    "coil_compression_matrix", "espirit", "nufft_calibration", "espirit_nufft",
 ]
