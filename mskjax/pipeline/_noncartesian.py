@@ -21,20 +21,11 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from .._checks import as_array, check_complex, check_interval, check_positive_int
-from ..linop import NufftSense, check_coords, check_weights
+from ..linop import NufftSense, check_coords, check_eps, check_weights
 from ..recon import cg_sense as _cg_sense
 from ..recon import gridding as _gridding
 from ._stage import Stage, stateless
 from ._stages import _require
-
-
-def _check_eps(eps, func: str) -> float:
-    """The NUFFT accuracy, in the range :class:`mskjax.linop.NUFFT` documents, checked early."""
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)) or (
-            not 1e-14 <= eps <= 0.1):
-        raise ValueError(f"{func}: eps must be a number in [1e-14, 0.1] (the relative accuracy "
-                         f"asked of FINUFFT), got {eps!r}")
-    return float(eps)
 
 
 def _coords_layout(coords, func: str, name: str = "coords"):
@@ -91,7 +82,7 @@ def sample_trajectory(coords: ArrayLike | None = None, *, density: ArrayLike | N
     ``(coils, *spatial)``).
     """
     func = "mskjax.pipeline.sample_trajectory"
-    eps = _check_eps(eps, func)
+    eps = check_eps(eps, func)
     if coords is not None:
         coords = _coords_layout(coords, func)
     if density is not None:
@@ -136,7 +127,7 @@ def gridding(*, shape: Sequence[int] | None = None, eps: float = 1e-6) -> Stage:
     ndim)``.
     """
     func = "mskjax.pipeline.gridding"
-    eps = _check_eps(eps, func)
+    eps = check_eps(eps, func)
     if shape is not None:
         if isinstance(shape, (int, np.integer)) or not all(
                 isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1

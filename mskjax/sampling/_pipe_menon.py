@@ -58,15 +58,13 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from .._checks import as_array, check_interval, check_positive_int
-from ..linop import NUFFT, check_coords
+from ..linop import NUFFT, check_coords, check_eps
 from ._common import check_shape
 
 _FUNC = "mskjax.sampling.pipe_menon_density"
 #: ``beta = _BETA_PER_WIDTH * W``: the main lobe of the kernel's Fourier transform ends at
 #: ``|x| = 0.95`` fields of view, inside the two fields of view of the convolution grid.
 _BETA_PER_WIDTH = 0.95 * math.pi
-#: The tolerances FINUFFT accepts (as :class:`mskjax.linop.NUFFT` does).
-_EPS_RANGE = (1e-14, 1e-1)
 
 
 def kaiser_bessel_transform(x: np.ndarray, width: float) -> np.ndarray:
@@ -147,10 +145,9 @@ def pipe_menon_density(coords: ArrayLike, *, shape: Sequence[int], max_iter: int
     check_positive_int(max_iter, "max_iter", _FUNC)
     check_interval(kernel_width, "kernel_width", _FUNC, low=1, high=min(grid),
                    low_open=False, high_open=False)
-    check_interval(eps, "eps", _FUNC, low=_EPS_RANGE[0], high=_EPS_RANGE[1], low_open=False,
-                   high_open=False)
+    eps = check_eps(eps, _FUNC)
     return _pipe_menon(coords, grid=grid, max_iter=int(max_iter),
-                       kernel_width=float(kernel_width), eps=float(eps))
+                       kernel_width=float(kernel_width), eps=eps)
 
 
 @functools.partial(jax.jit, static_argnames=("grid", "max_iter", "kernel_width", "eps"))
