@@ -42,6 +42,11 @@ def fastmri_slices(folder: str | os.PathLike) -> list[tuple[Path, int]]:
     examples = []
     for path in paths:
         with read_fastmri(path) as f:
+            if f.noncartesian:
+                raise ValueError(
+                    f"{_FUNC}: {path}: holds non-Cartesian k-space (a trajectory); this loader "
+                    "draws Cartesian masks. Read it with mskjax.io.read_fastmri and reconstruct "
+                    "with mskjax.recon.gridding or recon.cg_sense(..., coords=...)")
             examples.extend((path, i) for i in range(f.num_slices))
     return examples
 

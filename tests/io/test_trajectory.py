@@ -430,3 +430,11 @@ def test_reading_bad_trajectories_names_the_file(tmp_path, rng):
         _rewrite(path, change)
         with pytest.raises(kind, match=rf"mskjax.io.read_fastmri: .*bad{i}\.h5: {message}"):
             read_fastmri(path)
+
+
+def test_the_cartesian_batch_loader_refuses_non_cartesian_files(tmp_path, rng):
+    from mskjax.io import fastmri_batches
+
+    _radial_file(tmp_path / "radial.h5", rng)
+    with pytest.raises(ValueError, match=r"fastmri_batches: .*radial.h5: holds non-Cartesian"):
+        next(iter(fastmri_batches(tmp_path, batch_size=1)))
