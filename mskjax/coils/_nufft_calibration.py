@@ -34,9 +34,9 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from .._checks import as_array, check_complex, check_finite, check_interval, check_ndim
+from .._checks import check_interval
 from ..fourier import fftnc
-from ..linop import NUFFT, check_coords, check_weights
+from ..linop import NUFFT, check_coords, check_kspace_on_coords, check_weights
 from ..sampling import pipe_menon_density
 from ._espirit import espirit
 
@@ -82,20 +82,13 @@ def _check_grid(shape, func):
 
 def _check_inputs(kspace, coords, shape, calib_width, density, margin, func):
     shape = _check_grid(shape, func)
-    kspace = as_array(kspace, "kspace", func)
-    check_ndim(kspace, "kspace", func, min_ndim=2, layout="(coils, *trajectory)")
-    check_complex(kspace, "kspace", func)
     coords = check_coords(coords, shape, func)
-    if tuple(kspace.shape[1:]) != tuple(coords.shape[:-1]):
-        raise ValueError(
-            f"{func}: kspace must be (coils, *trajectory) with trajectory = coords.shape[:-1] "
-            f"= {tuple(coords.shape[:-1])}, got shape {tuple(kspace.shape)}")
-    check_finite(kspace, "kspace", func)
+    kspace = check_kspace_on_coords(kspace, coords, func)
     calib = _calib_widths(calib_width, shape, func)
     check_interval(margin, "margin", func, low=0, low_open=False)
     if density is not None:
         density = check_weights(density, coords.shape[:-1], func, "density")
-    return jnp.asarray(kspace), coords, shape, calib, density
+    return kspace, coords, shape, calib, density
 
 
 def nufft_calibration(kspace: ArrayLike, coords: ArrayLike, *, shape: Sequence[int],

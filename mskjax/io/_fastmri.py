@@ -53,6 +53,7 @@ except ImportError as err:  # an optional dependency: pip install 'mskjax[io]'
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..linop import check_coords
 from ._atomic import atomic_paths
 
 ISMRMRD_NAMESPACE = "http://www.ismrm.org/ISMRMRD"
@@ -323,15 +324,7 @@ def _padded(matrix_size) -> tuple[int, int, int]:
 
 
 def _check_coords(coords: np.ndarray, matrix_size, where: str) -> None:
-    if not np.all(np.isfinite(coords)):
-        raise ValueError(f"{where}: coordinates must be finite, got "
-                         f"{int(np.sum(~np.isfinite(coords)))} NaN or infinite values")
-    for axis, n in enumerate(matrix_size):
-        worst = float(np.max(np.abs(coords[..., axis])))
-        if worst > n / 2 * (1 + 1e-6):
-            raise ValueError(f"{where}: coordinate {axis} must lie in [-{n / 2:g}, {n / 2:g}] "
-                             f"(cycles per field of view on an axis of {n} points), got values "
-                             f"up to {worst:g}")
+    check_coords(coords, tuple(matrix_size), where)  # finite, inside the grid
 
 
 def _check_density_layout(density, trajectory_shape, where: str, dtype_error) -> None:

@@ -15,7 +15,8 @@ from ._function import FunctionOperator
 from ._matrix import Matrix
 from ._mri import (FFT, Coils, Mask, Sense, SenseNormal, SoftSense, apply_mask, check_maps,
                    check_mask, reduce_mask)
-from ._nufft import NUFFT, ToeplitzNormal, check_coords, check_eps, check_weights
+from ._nufft import (NUFFT, ToeplitzNormal, check_coords, check_eps, check_kspace_on_coords,
+                     check_weights, coords_for_shape)
 from ._nufft_sense import NufftSense, NufftSenseNormal
 from ._wavelet import Wavelet
 
@@ -23,6 +24,6 @@ __all__ = [
     "LinearOperator", "static_field", "Identity", "Adjoint", "Normal", "Compose", "Sum",
     "Scaled", "FFT", "Mask", "Coils", "Sense", "SenseNormal", "SoftSense", "FiniteDifference",
     "Wavelet", "NUFFT", "ToeplitzNormal", "NufftSense", "NufftSenseNormal", "check_coords",
-    "check_weights", "check_eps",
+    "check_weights", "check_eps", "check_kspace_on_coords", "coords_for_shape",
     "Matrix", "FunctionOperator", "apply_mask", "check_mask", "check_maps", "reduce_mask",
 ]

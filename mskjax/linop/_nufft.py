@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from .._checks import as_array
+from .._checks import as_array, check_complex, check_finite, check_ndim
 from ._base import LinearOperator, _check_shape_tuple, static_field
 
 _EPS_RANGE = (1e-14, 1e-1)
@@ -98,6 +98,33 @@ def check_coords(coords: ArrayLike, grid: Sequence[int], func: str) -> jax.Array
     return jnp.asarray(coords)
 
 
+def coords_for_shape(coords: ArrayLike, shape: Sequence[int], func: str):
+    """Validate ``coords`` ``(*trajectory, ndim)`` for an array ``shape`` whose last ``ndim``
+    axes are the grid (leading axes, such as coils, are a batch); return ``(coords, grid)``."""
+    coords_arr = as_array(coords, "coords", func)
+    ndim = int(coords_arr.shape[-1]) if coords_arr.ndim else 0
+    if not 1 <= ndim <= 3 or ndim > len(shape):
+        raise ValueError(
+            f"{func}: coords must be (*trajectory, ndim) with ndim 1 to 3 and at most "
+            f"len(shape) = {len(shape)}, got coords of shape {tuple(coords_arr.shape)}")
+    grid = tuple(shape[len(shape) - ndim:])
+    return check_coords(coords_arr, grid, func), grid
+
+
+def check_kspace_on_coords(kspace: ArrayLike, coords: jax.Array, func: str) -> jax.Array:
+    """Validate complex finite non-Cartesian k-space ``(coils, *trajectory)`` against validated
+    ``coords`` ``(*trajectory, ndim)``; return it as a JAX array."""
+    kspace = as_array(kspace, "kspace", func)
+    check_ndim(kspace, "kspace", func, min_ndim=2, layout="(coils, *trajectory)")
+    check_complex(kspace, "kspace", func)
+    if tuple(kspace.shape[1:]) != tuple(coords.shape[:-1]):
+        raise ValueError(
+            f"{func}: kspace must be (coils, *trajectory) with trajectory = "
+            f"coords.shape[:-1] = {tuple(coords.shape[:-1])}, got shape {tuple(kspace.shape)}")
+    check_finite(kspace, "kspace", func)
+    return jnp.asarray(kspace)
+
+
 def check_weights(weights: ArrayLike, trajectory: Sequence[int], func: str,
                   name: str = "weights") -> jax.Array:
     """Validate real non-negative per-sample weights that broadcast to ``trajectory``."""
@@ -145,6 +172,11 @@ def _points(coords, grid, dtype):
 
 def _real_dtype(x):
     return jnp.finfo(x.dtype).dtype
+
+
+def weigh(weights, y):
+    """``y`` times real per-sample ``weights`` (None: unchanged), keeping ``y``'s dtype."""
+    return y if weights is None else y * weights.astype(_real_dtype(y))
 
 
 def nufft_forward(x, coords, grid, eps):
@@ -228,40 +260,26 @@ class NUFFT(LinearOperator):
                  weights: ArrayLike | None = None, toeplitz: bool = True):
         func = "mskjax.linop.NUFFT"
         shape = _check_shape_tuple(shape, func)
-        coords_arr = as_array(coords, "coords", func)
-        ndim = int(coords_arr.shape[-1]) if coords_arr.ndim else 0
-        if not 1 <= ndim <= 3 or ndim > len(shape):
-            raise ValueError(
-                f"{func}: coords must be (*trajectory, ndim) with ndim 1 to 3 and at most "
-                f"len(shape) = {len(shape)}, got coords of shape {tuple(coords_arr.shape)}")
-        grid = shape[len(shape) - ndim:]
-        coords = check_coords(coords_arr, grid, func)
+        coords, grid = coords_for_shape(coords, shape, func)
         if weights is not None:
             weights = check_weights(weights, coords.shape[:-1], func)
         self._set(coords=coords, weights=weights, grid=grid, eps=check_eps(eps, func),
                   toeplitz=bool(toeplitz), ishape=shape,
-                  oshape=(*shape[:len(shape) - ndim], *coords.shape[:-1]))
+                  oshape=(*shape[:len(shape) - len(grid)], *coords.shape[:-1]))
 
     @property
     def trajectory(self) -> tuple:
         """The trajectory shape ``coords.shape[:-1]``."""
         return tuple(self.coords.shape[:-1])
 
-    def _weigh(self, y):
-        if self.weights is None:
-            return y
-        return y * self.weights.astype(_real_dtype(y))
-
     def _apply(self, x):
-        return self._weigh(nufft_forward(x, self.coords, self.grid, self.eps))
+        return weigh(self.weights, nufft_forward(x, self.coords, self.grid, self.eps))
 
     def _adjoint(self, y):
-        return nufft_adjoint(self._weigh(y), self.coords, self.grid, self.eps)
+        return nufft_adjoint(weigh(self.weights, y), self.coords, self.grid, self.eps)
 
     def _normal(self, x):
-        if self.toeplitz:
-            return self.N._apply(x)
-        return self._adjoint(self._apply(x))
+        return self.N._apply(x) if self.toeplitz else self._adjoint(self._apply(x))
 
     @property
     def N(self) -> LinearOperator:

@@ -19,7 +19,7 @@ from .._checks import as_array, check_ndim
 from ._base import LinearOperator, static_field
 from ._mri import check_maps
 from ._nufft import (ToeplitzNormal, check_coords, check_eps, check_weights, nufft_adjoint,
-                     nufft_forward, toeplitz_apply, toeplitz_kernel)
+                     nufft_forward, toeplitz_apply, toeplitz_kernel, weigh)
 
 
 class NufftSense(LinearOperator):
@@ -63,22 +63,15 @@ class NufftSense(LinearOperator):
     def trajectory(self) -> tuple:
         return tuple(self.coords.shape[:-1])
 
-    def _weigh(self, y):
-        if self.weights is None:
-            return y
-        return y * self.weights.astype(jnp.finfo(y.dtype).dtype)
-
     def _apply(self, x):
-        return self._weigh(nufft_forward(self.maps * x, self.coords, self.grid, self.eps))
+        return weigh(self.weights, nufft_forward(self.maps * x, self.coords, self.grid, self.eps))
 
     def _adjoint(self, y):
-        coil_images = nufft_adjoint(self._weigh(y), self.coords, self.grid, self.eps)
+        coil_images = nufft_adjoint(weigh(self.weights, y), self.coords, self.grid, self.eps)
         return jnp.sum(jnp.conj(self.maps) * coil_images, axis=0)
 
     def _normal(self, x):
-        if self.toeplitz:
-            return self.N._apply(x)
-        return self._adjoint(self._apply(x))
+        return self.N._apply(x) if self.toeplitz else self._adjoint(self._apply(x))
 
     @property
     def N(self) -> LinearOperator:

@@ -8,10 +8,9 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from .._checks import (as_array, check_complex, check_finite, check_ndim, check_positive_int,
-                      check_shape)
+from .._checks import as_array, check_complex, check_finite, check_positive_int, check_shape
 from ..coils import rss
-from ..linop import NUFFT, check_coords, check_weights
+from ..linop import NUFFT, check_coords, check_kspace_on_coords, check_weights
 
 
 def gridding(kspace: ArrayLike, coords: ArrayLike, *, shape: Sequence[int],
@@ -44,16 +43,8 @@ def gridding(kspace: ArrayLike, coords: ArrayLike, *, shape: Sequence[int],
     for n in shape:
         check_positive_int(n, "shape", func)
     shape = tuple(int(n) for n in shape)
-    kspace = as_array(kspace, "kspace", func)
-    check_ndim(kspace, "kspace", func, min_ndim=2, layout="(coils, *trajectory)")
-    check_complex(kspace, "kspace", func)
-    check_finite(kspace, "kspace", func)
     coords = check_coords(coords, shape, func)
-    if tuple(kspace.shape[1:]) != tuple(coords.shape[:-1]):
-        raise ValueError(
-            f"{func}: kspace must be (coils, *trajectory) with trajectory = "
-            f"coords.shape[:-1] = {tuple(coords.shape[:-1])}, got shape {tuple(kspace.shape)}")
-    kspace = jnp.asarray(kspace)
+    kspace = check_kspace_on_coords(kspace, coords, func)
     if density is not None:
         density = check_weights(density, coords.shape[:-1], func, "density")
         kspace = kspace * density.astype(jnp.finfo(kspace.dtype).dtype)

@@ -22,8 +22,8 @@ import numpy as np
 
 from .._checks import (as_array, check_complex, check_finite, check_interval, check_ndim,
                        check_positive_int, check_shape)
-from ..linop import (NufftSense, Sense, SoftSense, apply_mask, check_coords, check_mask,
-                     check_weights)
+from ..linop import (NufftSense, Sense, SoftSense, apply_mask, check_coords,
+                     check_kspace_on_coords, check_mask, check_weights)
 
 
 def sense_operator(kspace, maps, mask, func, *, lamda=0.0, max_iter=1, power_iter=1,
@@ -73,27 +73,19 @@ def _nufft_sense_operator(kspace, maps, mask, func, coords, density, eps):
     if mask is not None:
         raise ValueError(f"{func}: give either mask (Cartesian k-space) or coords "
                          "(non-Cartesian), not both")
-    kspace = as_array(kspace, "kspace", func)
-    check_ndim(kspace, "kspace", func, min_ndim=2, layout="(coils, *trajectory)")
-    check_complex(kspace, "kspace", func)
-    check_finite(kspace, "kspace", func)
     maps = as_array(maps, "maps", func)
     check_complex(maps, "maps", func)
     check_ndim(maps, "maps", func, ndim=(3, 4),
                layout="(coils, *spatial) with 2 or 3 spatial axes (one set of maps)")
+    coords = check_coords(coords, maps.shape[1:], func)
+    kspace = check_kspace_on_coords(kspace, coords, func)
     if maps.shape[0] != kspace.shape[0]:
         raise ValueError(f"{func}: maps and kspace must have the same number of coils, got "
                          f"{maps.shape[0]} and {kspace.shape[0]}")
-    coords = check_coords(coords, maps.shape[1:], func)
-    if tuple(kspace.shape[1:]) != tuple(coords.shape[:-1]):
-        raise ValueError(
-            f"{func}: kspace must be (coils, *trajectory) with trajectory = "
-            f"coords.shape[:-1] = {tuple(coords.shape[:-1])}, got shape {tuple(kspace.shape)}")
     check_finite(maps, "maps", func)
     weights = None
     if density is not None:
         weights = jnp.sqrt(check_weights(density, coords.shape[:-1], func, "density"))
-    kspace = jnp.asarray(kspace)
     operator = NufftSense(jnp.asarray(maps).astype(kspace.dtype), coords, weights=weights,
                           eps=eps)
     y = kspace if weights is None else kspace * weights.astype(jnp.finfo(kspace.dtype).dtype)

@@ -57,8 +57,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from .._checks import as_array, check_interval, check_positive_int
-from ..linop import NUFFT, check_coords, check_eps
+from .._checks import check_interval, check_positive_int
+from ..linop import NUFFT, check_eps, coords_for_shape
 from ._common import check_shape
 
 _FUNC = "mskjax.sampling.pipe_menon_density"
@@ -134,14 +134,7 @@ def pipe_menon_density(coords: ArrayLike, *, shape: Sequence[int], max_iter: int
     ``image = NUFFT(radial_coords, shape=(256, 256)).H(d * kspace)``.
     """
     shape = check_shape(shape, _FUNC)
-    coords_arr = as_array(coords, "coords", _FUNC)
-    ndim = int(coords_arr.shape[-1]) if coords_arr.ndim else 0
-    if not 1 <= ndim <= 3 or ndim > len(shape):
-        raise ValueError(
-            f"{_FUNC}: coords must be (*trajectory, ndim) with ndim 1 to 3 and at most "
-            f"len(shape) = {len(shape)}, got coords of shape {tuple(coords_arr.shape)}")
-    grid = shape[len(shape) - ndim:]
-    coords = check_coords(coords_arr, grid, _FUNC)
+    coords, grid = coords_for_shape(coords, shape, _FUNC)
     check_positive_int(max_iter, "max_iter", _FUNC)
     check_interval(kernel_width, "kernel_width", _FUNC, low=1, high=min(grid),
                    low_open=False, high_open=False)

@@ -40,6 +40,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from .._checks import as_array
+from ..linop import check_coords
 from ._common import check_shape
 
 #: Allowed deviation of a sample from its ideal place on an equally spaced spoke through the
@@ -145,29 +146,18 @@ def ramp_density(coords: ArrayLike, *, shape: Sequence[int]) -> jax.Array:
         raise ValueError(f"{func}: shape must be a 2D (rows, cols) or 3D (nz, ny, nx) grid, "
                          f"got {grid}")
     coords = as_array(coords, "coords", func)
-    if not (jnp.issubdtype(coords.dtype, jnp.floating)
-            or jnp.issubdtype(coords.dtype, jnp.integer)):
-        raise TypeError(f"{func}: coords must be real (float32 or float64), got {coords.dtype}")
     layout = _layout(coords, grid, func)
     num_spokes, num_samples = coords.shape[-3], coords.shape[-2]
     if num_spokes < 1 or num_samples < 2 or 0 in coords.shape:
         raise ValueError(f"{func}: coords must hold at least one spoke of at least 2 samples, "
                          f"got shape {tuple(coords.shape)}")
-    dtype = coords.dtype if jnp.issubdtype(coords.dtype, jnp.floating) else np.float32
+    coords = check_coords(coords, grid, func)  # real, finite, inside the grid
+    dtype = coords.dtype
     radial_grid = grid[1:] if layout == "stack_of_stars" else grid
     half = np.asarray(radial_grid, np.float64) / 2
 
     if not isinstance(coords, jax.core.Tracer):
         values = np.asarray(coords, np.float64)
-        if not np.all(np.isfinite(values)):
-            raise ValueError(f"{func}: coords must be finite, got "
-                             f"{int(np.sum(~np.isfinite(values)))} NaN or infinite values")
-        for axis, n in enumerate(grid):
-            worst = float(np.max(np.abs(values[..., axis])))
-            if worst > n / 2 * (1 + 1e-6):
-                raise ValueError(
-                    f"{func}: coords[..., {axis}] must lie in [-{n / 2:g}, {n / 2:g}] (cycles "
-                    f"per field of view on an axis of {n} points), got values up to {worst:g}")
         q_host = values[..., -len(radial_grid):] / half
         step = _check_spokes(q_host, func)
         spacing = (_partition_spacing(values[..., 0], func) if layout == "stack_of_stars"

@@ -348,7 +348,7 @@ def test_writing_bad_trajectories_is_refused(tmp_path, rng):
         (dict(trajectory=good.astype(np.float64)), TypeError,
          r"trajectory must be float32 .* got float64; convert explicitly"),
         (dict(trajectory=good, matrix_size=(8, 6)), ValueError,
-         r"trajectory: coordinate 1 must lie in \[-3, 3\] .* got values up to"),
+         r"trajectory: coords\[\.\.\., 1\] must lie in \[-3, 3\] .* got values up to"),
         (dict(trajectory=good), ValueError, r"a trajectory needs matrix_size"),
         (dict(trajectory=good, matrix_size=(8,)), ValueError,
          r"matrix_size must be 2 positive integers"),
@@ -417,7 +417,7 @@ def test_reading_bad_trajectories_names_the_file(tmp_path, rng):
                                r"field of view', got None"),
         (other_matrix, ValueError, r"key 'trajectory': attribute matrix_size \(8, 12\) "
                                    r"disagrees with the header's encoded matrix \(8, 10, 1\)"),
-        (outside, ValueError, r"key 'trajectory': coordinate 0 must lie in \[-4, 4\]"),
+        (outside, ValueError, r"key 'trajectory': coords\[\.\.\., 0\] must lie in \[-4, 4\]"),
         (float64, TypeError, r"key 'trajectory' must be float32 coordinates, got float64"),
         (density_shape, ValueError, r"key 'density' must be float32 \(5, 7\), one value per "
                                     r"trajectory point, got float32 \(5,\)"),
