@@ -18,15 +18,33 @@ def _parser() -> argparse.ArgumentParser:
         description="Simulate multi-coil k-space from an image (a slice of the simulated knee "
                     "phantom, or --data), undersample it with a fastMRI equispaced mask, "
                     "reconstruct it (zero-filled, CG-SENSE and L1-wavelet with ESPIRiT maps), "
-                    "and write figure.png and metrics.json into --out.")
+                    "and write figure.png and metrics.json into --out. With --trajectory "
+                    "radial or spiral the k-space is non-Cartesian (the NUFFT), the maps come "
+                    "from ESPIRiT on its gridded centre, and the reconstructions are gridding, "
+                    "NUFFT CG-SENSE and L1-wavelet, density compensated.")
     demo.add_argument("--data", help="a .npy or .npz image, or a (slices, rows, cols) stack "
                                      "such as knee_axial_rss.npz")
     demo.add_argument("--slice", type=int, default=None, dest="slice_index",
                       help="slice of a 3D stack (default: the middle one)")
     demo.add_argument("--out", default="mskjax-demo", help="output folder (default ./mskjax-demo)")
     demo.add_argument("--coils", type=int, default=8, dest="num_coils")
-    demo.add_argument("--acceleration", type=int, default=4)
-    demo.add_argument("--center-fraction", type=float, default=0.08)
+    demo.add_argument("--acceleration", type=int, default=None,
+                      help="Cartesian undersampling (default 4)")
+    demo.add_argument("--center-fraction", type=float, default=None,
+                      help="Cartesian fully sampled centre (default 0.08)")
+    demo.add_argument("--trajectory", choices=["cartesian", "radial", "spiral"],
+                      default="cartesian",
+                      help="k-space sampling (default cartesian; radial: golden-angle spokes; "
+                           "spiral: variable-density interleaves)")
+    demo.add_argument("--spokes", type=int, default=None,
+                      help="radial: the number of spokes (default a quarter of the pi/2 x n "
+                           "of the Nyquist rate, 4x undersampled)")
+    demo.add_argument("--interleaves", type=int, default=None,
+                      help="spiral: the number of interleaves (default 16, 4x undersampled "
+                           "at the edge of k-space)")
+    demo.add_argument("--density", choices=["ramp", "pipe-menon"], default=None,
+                      help="non-Cartesian density compensation (default ramp for radial, "
+                           "pipe-menon for spiral)")
     demo.add_argument("--snr-db", type=float, default=30.0)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--checkpoint", default=None,
@@ -274,11 +292,19 @@ def main(argv=None) -> int:
                               seed=args.seed, checkpoint=args.checkpoint,
                               seg_steps=args.seg_steps, seg_checkpoint=args.seg_checkpoint,
                               cls_steps=args.cls_steps, cls_checkpoint=args.cls_checkpoint,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, trajectory=args.trajectory,
+                              spokes=args.spokes, interleaves=args.interleaves,
+                              density=args.density)
+        except ImportError as err:
+            return _missing(err)
         except (ValueError, TypeError, OSError) as err:
             print(f"mskjax: error: {err}", file=sys.stderr)
             return 2
-        print(f"{report['input']}, {args.acceleration}x:")
+        if "trajectory" in report:
+            print(f"{report['input']}, {report['trajectory']['summary']}, "
+                  f"{report['density']['method']} density:")
+        else:
+            print(f"{report['input']}, {report['mask']['acceleration']}x:")
         for name, scores in report["metrics"].items():
             print(f"  {name:<12} NMSE {scores['nmse']:.4f}  PSNR {scores['psnr_db']:.2f} dB  "
                   f"SSIM {scores['ssim']:.4f}")

@@ -2,11 +2,14 @@
 
 The k-space is simulated (the project ships no multi-coil knee k-space) by
 :func:`mskjax.sim.simulate_kspace`: normalised birdcage coil maps, a smooth background phase
-when the image is magnitude only, and complex Gaussian noise at the stated SNR.
+when the image is magnitude only, and complex Gaussian noise at the stated SNR. Cartesian
+k-space is undersampled by a fastMRI mask here; radial and spiral k-space
+(``trajectory=``) are simulated and reconstructed by :mod:`mskjax.cli._demo_noncartesian`.
 """
 
 from __future__ import annotations
 
+import functools
 import platform
 import statistics
 import time
@@ -43,21 +46,26 @@ def _median_time(fn, repeats):
     return statistics.median(times)
 
 
-def _figure(path, target, kspace, mask, recons, scores, title):
+def _figure(path, target, kspace, mask, recons, scores, title, *, kspace_panel=None):
+    """The figure; ``kspace_panel(ax)``, when given, draws the lower-left panel instead of the
+    sampled Cartesian k-space (``kspace`` and ``mask`` are then unused)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     vmax = float(np.percentile(target, 99.5))
-    log_k = np.log10(np.abs(kspace).sum(axis=0) + 1e-12)
-    low, high = np.percentile(log_k[mask], [5, 99.9])
     fig, axes = plt.subplots(2, 1 + len(recons), figsize=(3.4 * (1 + len(recons)), 7.2),
                              constrained_layout=True)
     axes[0, 0].imshow(target, cmap="gray", vmin=0, vmax=vmax)
     axes[0, 0].set_title("fully sampled (root-sum-of-squares)", fontsize=9)
-    axes[1, 0].imshow(np.where(mask, log_k, low), cmap="gray", vmin=low, vmax=high)
-    axes[1, 0].set_title(f"sampled k-space, log scale ({np.mean(mask):.1%})", fontsize=9)
+    if kspace_panel is None:
+        log_k = np.log10(np.abs(kspace).sum(axis=0) + 1e-12)
+        low, high = np.percentile(log_k[mask], [5, 99.9])
+        axes[1, 0].imshow(np.where(mask, log_k, low), cmap="gray", vmin=low, vmax=high)
+        axes[1, 0].set_title(f"sampled k-space, log scale ({np.mean(mask):.1%})", fontsize=9)
+    else:
+        kspace_panel(axes[1, 0])
     for column, (name, image) in enumerate(recons.items(), start=1):
         score = scores[name]
         axes[0, column].imshow(image, cmap="gray", vmin=0, vmax=vmax)
@@ -66,19 +74,66 @@ def _figure(path, target, kspace, mask, recons, scores, title):
         axes[1, column].imshow(np.abs(image - target), cmap="inferno", vmin=0, vmax=vmax / 5)
         axes[1, column].set_title(f"|error| x 5, {name}", fontsize=9)
     for ax in axes.ravel():
-        ax.axis("off")
+        if kspace_panel is None or ax is not axes[1, 0]:
+            ax.axis("off")
     fig.suptitle(title, fontsize=10)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
-def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acceleration=4,
-             center_fraction=0.08, snr_db=30.0, seed=0, l1_lamda=0.002, checkpoint=None,
+def _environment() -> dict:
+    """The machine and versions fields of ``metrics.json``."""
+    return {"machine": {"platform": platform.platform(), "backend": jax.default_backend(),
+                        "devices": [str(d) for d in jax.devices()]},
+            "versions": {"mskjax": __version__, "jax": jax.__version__,
+                         "numpy": np.__version__}}
+
+
+def _finish(out, report, draw_figure, *, seed, segment, seg_steps, seg_checkpoint, classify,
+            cls_steps, cls_checkpoint, bar) -> dict:
+    """The segmentation and detection parts, ``metrics.json`` and the figure."""
+    if segment:
+        from ._demo_seg import segmentation_and_t2
+
+        bar.set_postfix_str("segmentation + T2 map")
+        report["segmentation_t2"] = segmentation_and_t2(out, seed=seed, steps=seg_steps,
+                                                        checkpoint=seg_checkpoint)
+        bar.update()
+    if classify:
+        from ._demo_cls import detection
+
+        bar.set_postfix_str("lesion detection + activation maps")
+        report["detection"] = detection(out, seed=seed, steps=cls_steps,
+                                        checkpoint=cls_checkpoint)
+        bar.update()
+    write_json(out / "metrics.json", report)
+    bar.update()
+
+    bar.set_postfix_str("figure")
+    draw_figure(out / "figure.png")
+    bar.update()
+    bar.close()
+    return report
+
+
+def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acceleration=None,
+             center_fraction=None, snr_db=30.0, seed=0, l1_lamda=None, checkpoint=None,
              seg_steps=1000, seg_checkpoint=None, cls_steps=300, cls_checkpoint=None,
-             progress=True) -> dict:
+             progress=True, trajectory="cartesian", spokes=None, interleaves=None,
+             density=None) -> dict:
     """Run the demo and write ``figure.png``, ``segmentation_t2.png`` and ``metrics.json``
     into ``out``.
+
+    ``trajectory="cartesian"`` undersamples with a fastMRI equispaced mask (``acceleration``,
+    default 4, and ``center_fraction``, default 0.08). ``"radial"`` (golden-angle spokes,
+    ``spokes``, default a quarter of the ``pi / 2 * n`` of the Nyquist rate) and ``"spiral"``
+    (``interleaves``, default 16 of the 64 of the Nyquist rate at the edge) simulate
+    non-Cartesian k-space instead and reconstruct it by gridding, NUFFT CG-SENSE and
+    L1-wavelet with ``density`` compensation (``"ramp"``, radial only, or ``"pipe-menon"``;
+    default ramp for radial, Pipe-Menon for spiral); see :mod:`mskjax.cli._demo_noncartesian`.
+    Options of one kind of sampling given with another are refused. ``l1_lamda`` defaults to
+    0.002 (Cartesian) or 0.005 (non-Cartesian).
 
     The segmentation and T2 part (:mod:`mskjax.cli._demo_seg`) uses ``seg_checkpoint`` (a
     ``mskjax train seg`` run of a 2D model) or trains a small U-Net for ``seg_steps`` steps;
@@ -90,15 +145,23 @@ def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acc
     Returns:
         The metrics dictionary that was written.
     """
+    from ._demo_noncartesian import L1_LAMDA, check_trajectory_options
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if isinstance(seg_steps, bool) or not isinstance(seg_steps, int) or seg_steps < 0:
         raise ValueError(f"mskjax demo: --seg-steps must be an integer >= 0, got {seg_steps!r}")
     if isinstance(cls_steps, bool) or not isinstance(cls_steps, int) or cls_steps < 0:
         raise ValueError(f"mskjax demo: --cls-steps must be an integer >= 0, got {cls_steps!r}")
+    check_trajectory_options(trajectory=trajectory, spokes=spokes, interleaves=interleaves,
+                             density=density, acceleration=acceleration,
+                             center_fraction=center_fraction, checkpoint=checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
     segment = seg_steps > 0 or seg_checkpoint is not None
     classify = cls_steps > 0 or cls_checkpoint is not None
     bar = tqdm(total=6 + segment + classify, desc="mskjax demo", unit="step", disable=not progress)
+    finish = functools.partial(_finish, out, seed=seed, segment=segment, seg_steps=seg_steps,
+                               seg_checkpoint=seg_checkpoint, classify=classify,
+                               cls_steps=cls_steps, cls_checkpoint=cls_checkpoint, bar=bar)
 
     bar.set_postfix_str("load image")
     if data is None:
@@ -108,6 +171,29 @@ def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acc
     image = image / np.abs(image).max()
     bar.update()
 
+    if trajectory != "cartesian":
+        from ._demo_noncartesian import draw_trajectory, noncartesian_demo
+
+        part, target, recons, scores, coords = noncartesian_demo(
+            image, kind=trajectory, count=spokes if trajectory == "radial" else interleaves,
+            density_method=density, num_coils=num_coils, snr_db=snr_db, seed=seed,
+            l1_lamda=L1_LAMDA if l1_lamda is None else l1_lamda, bar=bar)
+        report = {"input": description, **part, **_environment()}
+        info = part["trajectory"]
+        lines = (f"{info['spokes']} spokes" if trajectory == "radial"
+                 else f"{info['interleaves']} interleaves")
+        factor = f"{info['undersampling_factor']:.1f}x"
+        panel = functools.partial(draw_trajectory, coords=coords, shape=image.shape,
+                                  title=f"{trajectory}: {lines} ({factor})")
+        title = (f"{description}\n{info['type'].split(' (')[0]}, {lines} of "
+                 f"{coords.shape[1]} samples, {factor} undersampled; {num_coils} simulated "
+                 f"coils, {part['density']['method']} density")
+        return finish(report, lambda path: _figure(path, target, None, None, recons, scores,
+                                                   title, kspace_panel=panel))
+
+    acceleration = 4 if acceleration is None else acceleration
+    center_fraction = 0.08 if center_fraction is None else center_fraction
+    l1_lamda = 0.002 if l1_lamda is None else l1_lamda
     bar.set_postfix_str("simulate k-space")
     kspace = simulate_kspace(image, jax.random.key(seed), num_coils=num_coils,
                              snr_db=snr_db).kspace
@@ -176,31 +262,8 @@ def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acc
         "metrics": scores,
         "timing_s": {"zero_filled_pipeline_first_call_including_compilation": first_call,
                      "zero_filled_pipeline_steady_state_median_of_5": steady},
-        "machine": {"platform": platform.platform(), "backend": jax.default_backend(),
-                    "devices": [str(d) for d in jax.devices()]},
-        "versions": {"mskjax": __version__, "jax": jax.__version__, "numpy": np.__version__},
+        **_environment(),
     }
-    if segment:
-        from ._demo_seg import segmentation_and_t2
-
-        bar.set_postfix_str("segmentation + T2 map")
-        report["segmentation_t2"] = segmentation_and_t2(out, seed=seed, steps=seg_steps,
-                                                        checkpoint=seg_checkpoint)
-        bar.update()
-    if classify:
-        from ._demo_cls import detection
-
-        bar.set_postfix_str("lesion detection + activation maps")
-        report["detection"] = detection(out, seed=seed, steps=cls_steps,
-                                        checkpoint=cls_checkpoint)
-        bar.update()
-    write_json(out / "metrics.json", report)
-    bar.update()
-
-    bar.set_postfix_str("figure")
-    _figure(out / "figure.png", gt[0], np.asarray(undersampled),
-            np.broadcast_to(mask, kspace.shape[1:]), recons, scores,
-            f"{description}; {acceleration}x equispaced, {num_coils} simulated coils")
-    bar.update()
-    bar.close()
-    return report
+    return finish(report, lambda path: _figure(
+        path, gt[0], np.asarray(undersampled), np.broadcast_to(mask, kspace.shape[1:]), recons,
+        scores, f"{description}; {acceleration}x equispaced, {num_coils} simulated coils"))
