@@ -34,6 +34,7 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/operator_speed.py
 	$(BIN)/python benchmarks/recon_speed.py
+	$(BIN)/python benchmarks/nufft_speed.py
 
 # DOSMA 0.1.2, the reference of benchmarks/quant_t2.py, needs numpy<2 and pandas<2.3: it gets an
 # environment of its own, run by the benchmark as a subprocess.
