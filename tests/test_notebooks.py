@@ -17,7 +17,12 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MSKJAX_TOY", "1")
     monkeypatch.setenv("MSKJAX_NOTEBOOK_OUT", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(path), run_name="__main__")
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    finally:  # the notebooks leave their figures open, as in Jupyter; one process runs them all
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
     figures = list(tmp_path.glob("*.png"))
     assert figures, "the notebook saved no figure"
     assert all(f.stat().st_size > 1000 for f in figures)
