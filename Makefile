@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench bench-quant dosma-env clean
+.PHONY: demo test fuzz bench bench-quant dosma-env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+# The property-based tests of tests/fuzz with many examples each (the tests run 15).
+fuzz: $(VENV)/.installed-test
+	MSKJAX_FUZZ_PROFILE=fuzz $(BIN)/python -m pytest tests/fuzz -q
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/operator_speed.py
