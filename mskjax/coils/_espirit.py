@@ -51,7 +51,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from .._checks import (
-    as_array, check_complex, check_finite, check_interval, check_ndim, check_positive_int,
+    _is_concrete, as_array, check_complex, check_finite, check_interval, check_ndim, check_positive_int,
 )
 
 _FUNC = "mskjax.coils.espirit"
@@ -114,8 +114,13 @@ def espirit(kspace: ArrayLike, *, calib_width: int | Sequence[int] = 24,
     Raises:
         TypeError: real k-space, or not an array.
         ValueError: a rank other than 3 or 4, non-finite values, a calibration region larger
-            than the data, a kernel not smaller than the calibration region, or a bad
-            ``thresh``, ``crop``, ``num_maps`` or ``max_iter``.
+            than the data or holding no signal (all zeros), a kernel not smaller than the
+            calibration region, or a bad ``thresh``, ``crop``, ``num_maps`` or ``max_iter``.
+
+    The value checks (finiteness, a calibration region with signal) run on concrete k-space
+    only. Under ``jit`` a calibration region without signal gives maps that are all NaN (not
+    zeros), so that a reconstruction using them reports ``NONFINITE`` instead of returning a
+    zero image.
     """
     kspace = as_array(kspace, "kspace", _FUNC)
     check_ndim(kspace, "kspace", _FUNC, ndim=(3, 4),
@@ -138,6 +143,13 @@ def espirit(kspace: ArrayLike, *, calib_width: int | Sequence[int] = 24,
                          f"got {num_maps}")
     check_positive_int(max_iter, "max_iter", _FUNC)
     check_finite(kspace, "kspace", _FUNC)
+    if _is_concrete(kspace):
+        region = np.asarray(kspace)[(slice(None),) + tuple(
+            slice(n // 2 - c // 2, n // 2 - c // 2 + c) for n, c in zip(spatial, calib))]
+        if not np.any(region != 0):
+            raise ValueError(f"{_FUNC}: the calibration region (the central {calib} samples) "
+                             "holds no signal (all zeros), so there are no maps to estimate; "
+                             "check that kspace is centred and fully sampled there")
     kspace = jnp.asarray(kspace)
     real = jnp.finfo(kspace.dtype).dtype
     maps = _espirit(kspace, jnp.asarray(thresh, real), jnp.asarray(crop, real), calib=calib,
@@ -234,6 +246,7 @@ def _espirit(kspace, thresh, crop, *, calib, kernel, num_maps, max_iter):
     coils, spatial = kspace.shape[0], kspace.shape[1:]
     ndim = len(spatial)
     _, s, vh = jnp.linalg.svd(_calibration_matrix(kspace, calib, kernel), full_matrices=False)
+    signal = s[0] > 0  # False only for an all-zero calibration region
     weights = (s > thresh * s[0]).astype(s.dtype)
     coeffs = _lag_coefficients(vh, weights, coils, kernel) / math.prod(kernel)
     # Evaluate the lags of all axes but the last on the grid: (c, c, *spatial[:-1], lags).
@@ -255,4 +268,5 @@ def _espirit(kspace, thresh, crop, *, calib, kernel, num_maps, max_iter):
     maps = jax.lax.map(block, coeffs)  # (blocks, num_maps, c, per_block * nx)
     maps = maps.reshape(blocks, num_maps, coils, per_block, spatial[-1])
     maps = maps.transpose(1, 2, 0, 3, 4).reshape(num_maps, coils, blocks * per_block, -1)
-    return maps[:, :, :lines].reshape((num_maps, coils) + tuple(spatial))
+    maps = maps[:, :, :lines].reshape((num_maps, coils) + tuple(spatial))
+    return jnp.where(signal, maps, jnp.asarray(jnp.nan, maps.dtype))
