@@ -97,11 +97,16 @@ def grappa(kspace: ArrayLike, calib: ArrayLike, *, kernel_size: int | Sequence[i
             values, bad ``kernel_size``/``lamda``/``acceleration``, a sampling pattern that is
             not a regular lattice (or not fully acquired on the given acceleration's
             lattice), a window holding no acquired sample for some missing offset, or a
-            calibration region too small for the kernel and the acceleration.
+            calibration region too small for the kernel and the acceleration, a calibration
+            region without signal (all zeros) or one whose kernel weights cannot be fitted
+            (a singular system: the filled k-space would not be finite).
 
     Under ``jit`` and ``vmap`` (with ``acceleration`` given) all sizes are static and the
     lattice offset is found in the graph; ``lamda`` is passed on as an array, so a new value
-    does not recompile. Value checks (finiteness, the lattice) only run on concrete arrays.
+    does not recompile. Value checks (finiteness, the lattice, a calibration region with
+    signal) only run on concrete arrays; under ``jit`` a calibration region without signal
+    fills every missing sample with NaN (the acquired samples are kept), so the failure stays
+    visible downstream instead of passing for zeros.
     """
     kspace = as_array(kspace, "kspace", _FUNC)
     calib = as_array(calib, "calib", _FUNC)
@@ -142,10 +147,19 @@ def grappa(kspace: ArrayLike, calib: ArrayLike, *, kernel_size: int | Sequence[i
                              f"{spatial} on any axis, got {accel}")
         if concrete:
             _check_lattice(_acquired_host(kspace), accel)
+    if _is_concrete(calib) and not np.any(np.asarray(calib) != 0):
+        raise ValueError(f"{_FUNC}: the calibration region calib holds no signal (all zeros), "
+                         "so there are no kernel weights to fit; pass the fully sampled "
+                         "centre of k-space")
     plan = _plan(accel, kernel, cshape, kspace.shape[0])
     real = jnp.finfo(jnp.result_type(kspace)).dtype
-    return _grappa(jnp.asarray(kspace), jnp.asarray(calib), jnp.asarray(lamda, real),
-                   plan=plan, keep_calib=bool(keep_calib))
+    out = _grappa(jnp.asarray(kspace), jnp.asarray(calib), jnp.asarray(lamda, real),
+                  plan=plan, keep_calib=bool(keep_calib))
+    if concrete and _is_concrete(calib) and not bool(jnp.all(jnp.isfinite(out))):
+        raise ValueError(f"{_FUNC}: the kernel weights could not be fitted (a singular "
+                         "calibration system: too little signal in calib for the kernel, or "
+                         "lamda=0); pass a larger calibration region or lamda > 0")
+    return out
 
 
 # -- static plan -------------------------------------------------------------------------------
@@ -348,7 +362,10 @@ def _fit(calib, lamda, plan):
     reg = lamda * jnp.sum(jnp.where(m, diag, 0), axis=1) / mask.sum(axis=1)   # (targets,)
     normal = gram * (m[:, :, None] & m[:, None, :])
     normal = normal + jax.vmap(jnp.diag)(jnp.where(m, reg[:, None], 1).astype(gram.dtype))
-    return jnp.linalg.solve(normal, rhs * m[:, :, None])
+    weights = jnp.linalg.solve(normal, rhs * m[:, :, None])
+    # No signal in a target's source windows: NaN weights (visible under jit), never zeros.
+    energy = jnp.sum(jnp.where(m, diag, 0), axis=1)
+    return jnp.where((energy > 0)[:, None, None], weights, jnp.asarray(jnp.nan, weights.dtype))
 
 
 def _interpolate(kspace, weights, offset, plan):
