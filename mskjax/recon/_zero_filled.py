@@ -20,15 +20,27 @@ def zero_filled(kspace: ArrayLike, *, maps: ArrayLike | None = None) -> jax.Arra
     when the maps are normalised so that ``sum_c |S_c|^2 = 1``).
 
     Args:
-        kspace: complex ``(coils, *spatial)`` k-space, centred.
+        kspace: complex ``(coils, *spatial)`` k-space, centred, with at least two spatial
+            axes: a 2D array is refused, since ``(coils, n)`` cannot be told from single-coil
+            ``(rows, cols)`` k-space (give the latter a coil axis, ``kspace[None]``).
         maps: complex ``(coils, *spatial)`` sensitivity maps (keyword-only), optional.
 
     Returns:
         ``(*spatial)`` image: float (root-sum-of-squares) without maps, complex with maps.
+
+    Raises:
+        TypeError: real or non-array ``kspace`` or ``maps``.
+        ValueError: a 1D or 2D ``kspace``, ``maps`` of another shape, or (on concrete arrays)
+            NaN or infinity in ``kspace`` or ``maps``.
     """
     func = "mskjax.recon.zero_filled"
     kspace = as_array(kspace, "kspace", func)
     check_ndim(kspace, "kspace", func, min_ndim=2, layout="(coils, *spatial)")
+    if kspace.ndim == 2:
+        raise ValueError(f"{func}: kspace must be (coils, *spatial) with 2 or 3 spatial axes, "
+                         f"got shape {tuple(kspace.shape)}, which reads as {kspace.shape[0]} "
+                         "coils of 1D k-space; for single-coil 2D k-space add a coil axis: "
+                         "kspace[None]")
     check_complex(kspace, "kspace", func)
     check_finite(kspace, "kspace", func)
     spatial = tuple(range(1, kspace.ndim))
@@ -38,4 +50,5 @@ def zero_filled(kspace: ArrayLike, *, maps: ArrayLike | None = None) -> jax.Arra
     maps = as_array(maps, "maps", func)
     check_complex(maps, "maps", func)
     check_shape(maps, kspace.shape, "maps", func, layout="(the k-space shape)")
+    check_finite(maps, "maps", func)
     return jnp.sum(jnp.conj(maps) * coil_images, axis=0)
