@@ -69,6 +69,14 @@ def _data_range(data_range, gt, func):
     return jnp.asarray(data_range, gt.dtype)
 
 
+def _check_zero_peak(gt, data_range, func):
+    """Refuse a concrete ``gt`` whose maximum, the default ``data_range``, is 0."""
+    if data_range is None and _is_concrete(gt) and float(np.max(np.asarray(gt))) == 0:
+        raise ValueError(f"{func}: gt.max() is 0 (an all-zero or non-positive reference), so "
+                         "the default data_range (gt.max(), as in fastMRI) is 0 and the metric "
+                         "is undefined; pass data_range explicitly")
+
+
 def nmse(gt: ArrayLike, pred: ArrayLike) -> jax.Array:
     """Normalised mean squared error ``||gt - pred||^2 / ||gt||^2`` (``fastmri.evaluate.nmse``).
 
@@ -78,8 +86,17 @@ def nmse(gt: ArrayLike, pred: ArrayLike) -> jax.Array:
 
     Returns:
         Scalar of the inputs' dtype (0 for a perfect estimate).
+
+    Raises:
+        ValueError: (besides bad shapes and non-finite values) an all-zero ``gt``, for which
+            the ratio is undefined; the check runs on concrete arrays only, and under ``jit``
+            such a ``gt`` gives NaN or infinity (fastMRI's arithmetic), never a finite value.
     """
-    gt, pred = _pair(gt, pred, "mskjax.metrics.nmse")
+    func = "mskjax.metrics.nmse"
+    gt, pred = _pair(gt, pred, func)
+    if _is_concrete(gt) and not np.any(np.asarray(gt) != 0):
+        raise ValueError(f"{func}: gt is all zeros, so ||gt - pred||^2 / ||gt||^2 is undefined "
+                         "(fastMRI would return NaN or infinity)")
     return _nmse(gt, pred)
 
 
@@ -101,9 +118,16 @@ def psnr(gt: ArrayLike, pred: ArrayLike, *, data_range: ArrayLike | None = None)
 
     Returns:
         Scalar of the inputs' dtype (infinite for a perfect estimate).
+
+    Raises:
+        ValueError: (besides bad shapes, values and ``data_range``) ``data_range=None`` with
+            ``gt.max() == 0`` (e.g. an all-zero reference): the peak is 0 and the ratio
+            undefined. The check runs on concrete arrays; under ``jit`` the result is then
+            ``-inf`` or NaN (fastMRI's arithmetic), never a finite value.
     """
     func = "mskjax.metrics.psnr"
     gt, pred = _pair(gt, pred, func)
+    _check_zero_peak(gt, data_range, func)
     return _psnr(gt, pred, _data_range(data_range, gt, func))
 
 
@@ -130,6 +154,7 @@ def _uniform_filter(x, size):
 
 def _checked_ssim_map(gt, pred, data_range, func):
     gt, pred = _pair(gt, pred, func)
+    _check_zero_peak(gt, data_range, func)
     check_ndim(gt, "gt", func, ndim=(2, 3), layout="(H, W) or (slices, H, W)")
     if min(gt.shape[-2:]) < WIN_SIZE:
         raise ValueError(
@@ -155,7 +180,9 @@ def _ssim_map(gt, pred, peak):
     mx, my = ux + offset, uy + offset
     c1 = (K1 * peak) ** 2
     c2 = (K2 * peak) ** 2
-    return ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+    local = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+    # A zero peak (traced, or gt.max() == 0 under jit) leaves SSIM undefined: NaN, not 0.
+    return jnp.where(peak == 0, jnp.asarray(jnp.nan, local.dtype), local)
 
 
 def ssim_map(gt: ArrayLike, pred: ArrayLike, *,
@@ -174,6 +201,12 @@ def ssim_map(gt: ArrayLike, pred: ArrayLike, *,
 
     Returns:
         Array of the input shape.
+
+    Raises:
+        ValueError: (besides bad shapes, values and ``data_range``) ``data_range=None`` with
+            ``gt.max() == 0`` (e.g. an all-zero reference): the constants ``(K data_range)^2``
+            vanish and SSIM is 0/0. The check runs on concrete arrays; under ``jit`` the result
+            is then NaN (where fastMRI's arithmetic would give NaN or a meaningless 0).
     """
     return _checked_ssim_map(gt, pred, data_range, "mskjax.metrics.ssim_map")
 
@@ -196,6 +229,12 @@ def ssim(gt: ArrayLike, pred: ArrayLike, *, data_range: ArrayLike | None = None)
 
     Returns:
         Scalar of the inputs' dtype (1 for a perfect estimate).
+
+    Raises:
+        ValueError: (besides bad shapes, values and ``data_range``) ``data_range=None`` with
+            ``gt.max() == 0`` (e.g. an all-zero reference): the constants ``(K data_range)^2``
+            vanish and SSIM is 0/0. The check runs on concrete arrays; under ``jit`` the result
+            is then NaN (where fastMRI's arithmetic would give NaN or a meaningless 0).
     """
     return _crop_mean(_checked_ssim_map(gt, pred, data_range, "mskjax.metrics.ssim"))
 
