@@ -114,13 +114,15 @@ def espirit(kspace: ArrayLike, *, calib_width: int | Sequence[int] = 24,
     Raises:
         TypeError: real k-space, or not an array.
         ValueError: a rank other than 3 or 4, non-finite values, a calibration region larger
-            than the data or holding no signal (all zeros), a kernel not smaller than the
-            calibration region, or a bad ``thresh``, ``crop``, ``num_maps`` or ``max_iter``.
+            than the data or holding no signal (all zeros, or no pixel with an eigenvalue
+            above ``crop``, as for pure noise: every map would be zero), a kernel not smaller
+            than the calibration region, or a bad ``thresh``, ``crop``, ``num_maps`` or
+            ``max_iter``.
 
     The value checks (finiteness, a calibration region with signal) run on concrete k-space
-    only. Under ``jit`` a calibration region without signal gives maps that are all NaN (not
-    zeros), so that a reconstruction using them reports ``NONFINITE`` instead of returning a
-    zero image.
+    only. Under ``jit`` a calibration region without signal (or with no pixel above ``crop``)
+    gives maps that are all NaN (not zeros), so that a reconstruction using them reports
+    ``NONFINITE`` instead of returning a zero image.
     """
     kspace = as_array(kspace, "kspace", _FUNC)
     check_ndim(kspace, "kspace", _FUNC, ndim=(3, 4),
@@ -154,6 +156,11 @@ def espirit(kspace: ArrayLike, *, calib_width: int | Sequence[int] = 24,
     real = jnp.finfo(kspace.dtype).dtype
     maps = _espirit(kspace, jnp.asarray(thresh, real), jnp.asarray(crop, real), calib=calib,
                     kernel=kernel, num_maps=int(num_maps), max_iter=int(max_iter))
+    if _is_concrete(kspace) and _is_concrete(crop) and bool(jnp.isnan(maps.ravel()[0])):
+        raise ValueError(f"{_FUNC}: no pixel has an eigenvalue above crop={float(crop)}, so "
+                         "every map would be zero: the calibration region holds no signal "
+                         "consistent with the kernels (noise only?); check the data or lower "
+                         "crop")
     return maps[0] if num_maps == 1 else maps
 
 
@@ -269,4 +276,6 @@ def _espirit(kspace, thresh, crop, *, calib, kernel, num_maps, max_iter):
     maps = maps.reshape(blocks, num_maps, coils, per_block, spatial[-1])
     maps = maps.transpose(1, 2, 0, 3, 4).reshape(num_maps, coils, blocks * per_block, -1)
     maps = maps[:, :, :lines].reshape((num_maps, coils) + tuple(spatial))
+    # No signal, or no pixel above crop: all-NaN maps, never all-zero maps passed off as maps.
+    signal = signal & jnp.any(maps[0] != 0)
     return jnp.where(signal, maps, jnp.asarray(jnp.nan, maps.dtype))

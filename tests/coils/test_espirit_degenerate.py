@@ -40,3 +40,14 @@ def test_zero_calibration_region_under_jit_is_nan_not_zero():
 def test_calibration_with_signal_still_finite_under_jit():
     run = jax.jit(lambda k: espirit(k, calib_width=12, kernel_width=4, max_iter=5))
     assert np.isfinite(np.asarray(run(_kspace()))).all()
+
+
+def test_noise_only_calibration_raises_instead_of_zero_maps():
+    noise = (np.random.default_rng(592).standard_normal((4, 16, 16)) * 1e-3).astype(np.complex64)
+    with pytest.raises(ValueError, match=r"mskjax\.coils\.espirit: no pixel has an eigenvalue "
+                                         r"above crop"):
+        espirit(noise, calib_width=8, kernel_width=4)
+    maps = np.asarray(jax.jit(lambda k: espirit(k, calib_width=8, kernel_width=4))(noise))
+    assert np.isnan(maps).all()
+    # a lower crop keeps maps
+    assert np.isfinite(np.asarray(espirit(noise, calib_width=8, kernel_width=4, crop=0.0))).all()
