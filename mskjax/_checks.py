@@ -78,13 +78,45 @@ def check_shape(x, expected, name: str, func: str, *, layout=""):
         raise ValueError(f"{func}: {name} must have shape {tuple(expected)}{what}, got {shape}")
 
 
+def _scalar(value, kind):
+    """A Python number for a real (``kind`` "real") or integer (``kind`` "int") scalar given as
+    a number or a concrete 0-d numpy/JAX array; ``None`` for anything else (tracers included)."""
+    if isinstance(value, bool) or isinstance(value, jax.core.Tracer):
+        return None
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        if np.ndim(value) != 0:
+            return None
+        dtype = np.dtype(value.dtype)
+        if kind == "int":
+            return int(value) if np.issubdtype(dtype, np.integer) else None
+        if np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating):
+            return float(value)
+        return None
+    if kind == "int":
+        return value if isinstance(value, numbers.Integral) else None
+    return value if isinstance(value, numbers.Real) else None
+
+
+def _static_error(value, name: str, func: str, what: str):
+    """ValueError for a traced ``value`` of an argument that must be known when jit traces."""
+    return ValueError(f"{func}: {name} must be static under jit ({what}: a Python number or a "
+                      f"concrete array, not a traced value), got {value!r}")
+
+
 def check_interval(value, name: str, func: str, *, low=None, high=None, low_open=True,
                    high_open=True):
-    """Raise ValueError unless ``value`` is a finite real number inside the interval."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+    """Raise ValueError unless ``value`` is a finite real number inside the interval.
+
+    A concrete 0-d numpy or JAX array (``jnp.asarray(0.01)``) counts as the number it holds; a
+    traced value is refused with a message saying the argument must be static under jit (callers
+    for which a traced value is valid skip this check for tracers)."""
+    if isinstance(value, jax.core.Tracer):
+        raise _static_error(value, name, func, "a finite real number")
+    number = _scalar(value, "real")
+    if number is None or not np.isfinite(number):
         raise ValueError(f"{func}: {name} must be a finite real number, got {value!r}")
-    lo_bad = low is not None and (value <= low if low_open else value < low)
-    hi_bad = high is not None and (value >= high if high_open else value > high)
+    lo_bad = low is not None and (number <= low if low_open else number < low)
+    hi_bad = high is not None and (number >= high if high_open else number > high)
     if lo_bad or hi_bad:
         lb = "(" if low_open else "["
         hb = ")" if high_open else "]"
@@ -121,8 +153,12 @@ def check_spacing(spacing, ndim: int, func: str, *, what: str = "array",
 
 
 def check_positive_int(value, name: str, func: str, *, minimum: int = 1):
-    """Raise ValueError unless ``value`` is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    """Raise ValueError unless ``value`` is an integer >= ``minimum`` (a Python or numpy int, or
+    a concrete 0-d integer array; a traced value is refused: the argument must be static)."""
+    if isinstance(value, jax.core.Tracer):
+        raise _static_error(value, name, func, f"an integer >= {minimum}")
+    number = _scalar(value, "int")
+    if number is None or number < minimum:
         raise ValueError(f"{func}: {name} must be an integer >= {minimum}, got {value!r}")
 
 

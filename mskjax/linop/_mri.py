@@ -96,8 +96,13 @@ def check_mask(mask: ArrayLike, kspace_shape: Sequence[int], func: str) -> jax.A
     if jnp.issubdtype(mask.dtype, jnp.complexfloating):
         raise TypeError(f"{func}: mask must be boolean or real weights, got {mask.dtype}")
     if not (mask.dtype == np.bool_ or jnp.issubdtype(mask.dtype, jnp.floating)):
-        mask = mask.astype(bool) if set(np.unique(np.asarray(mask)).tolist()) <= {0, 1} \
-            else mask.astype(np.float32)
+        # An integer mask of 0s and 1s is a boolean mask, other integers are weights. A traced
+        # one cannot be looked at: it becomes float weights (0 and 1 act as the boolean would).
+        if isinstance(mask, jax.core.Tracer):
+            mask = mask.astype(jnp.float32)
+        else:
+            mask = mask.astype(bool) if set(np.unique(np.asarray(mask)).tolist()) <= {0, 1} \
+                else mask.astype(np.float32)
     if mask.ndim > len(kspace_shape):
         raise ValueError(
             f"{func}: mask must broadcast to the k-space shape {tuple(kspace_shape)}, got "
