@@ -9,9 +9,18 @@ from .. import __version__
 from ._quant import add_quant_parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (``mskjax: error: mskjax demo: ...``, exit 2)."""
+
+    def error(self, message):
+        self.exit(2, f"mskjax: error: {self.prog}: {' '.join(message.split())}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mskjax", description=__doc__)
+    parser = _Parser(prog="mskjax", description=__doc__)
     parser.add_argument("--version", action="version", version=f"mskjax {__version__}")
+    parser.add_argument("--debug", action="store_true", dest="global_debug",
+                        help="show the traceback of an error instead of one line")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo", help="simulate 8-coil k-space, undersample 4x, reconstruct, score and plot",
@@ -70,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
                     "simulated multi-coil k-space, one file per subject, split by subject into "
                     "train/ and val/ (or one folder with --split none).")
     kset.add_argument("--images", required=True, help="input .npz with 'images' and 'subject'")
-    kset.add_argument("--out", required=True, help="output folder")
+    kset.add_argument("--out", required=True, help="output folder (new or empty)")
+    kset.add_argument("--overwrite", action="store_true",
+                      help="replace a non-empty --out folder (as a whole, once the new set is complete)")
     kset.add_argument("--coils", type=int, default=8, dest="num_coils")
     kset.add_argument("--snr-db", type=float, default=30.0)
     kset.add_argument("--seed", type=int, default=0)
@@ -86,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
                     "volume, receive bias, Gibbs ringing and Rician noise) and write each as a "
                     "NIfTI image and label pair into train/ and test/ (held-out subjects).")
     sset.add_argument("--out", required=True, help="output folder (new or empty)")
+    sset.add_argument("--overwrite", action="store_true",
+                      help="replace a non-empty --out folder (as a whole, once the new set is complete)")
     sset.add_argument("--train-subjects", type=int, default=16)
     sset.add_argument("--test-subjects", type=int, default=4)
     sset.add_argument("--shape", type=int, nargs=3, default=[64, 128, 128],
@@ -107,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     cset.add_argument("--source", required=True,
                       choices=["radiograph", "radiograph-jsw", "lesion", "tear", "real-lesion"])
     cset.add_argument("--out", required=True, help="output folder (new or empty)")
+    cset.add_argument("--overwrite", action="store_true",
+                      help="replace a non-empty --out folder (as a whole, once the new set is complete)")
     cset.add_argument("--train-subjects", type=int, default=400)
     cset.add_argument("--test-subjects", type=int, default=200)
     cset.add_argument("--size", type=int, default=None,
@@ -276,30 +291,95 @@ def _missing(err: ImportError) -> int:
     return 1
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def _describe(err: BaseException) -> str:
+    """The error's one-line message; a file-system error names its file and the problem."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        where = f"{err.filename} -> {err.filename2}" if err.filename2 else f"{err.filename}"
+        return f"{where}: {err.strerror.lower()}"
+    return _one_line(err) or type(err).__name__
+
+
+def _exit_code(err: BaseException) -> int:
+    """2 for bad usage (a bad value, a missing input), 1 for a failure."""
+    if isinstance(err, (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
+                        IsADirectoryError)):
+        return 2
+    return 1
+
+
+def _check_not_empty(images, func: str) -> None:
+    """ValueError when the ``images`` array of the npz ``images`` holds no slices (read from
+    its header; anything unreadable is left to the command's own checks)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with zipfile.ZipFile(images) as archive, archive.open("images.npy") as member:
+            read = (np.lib.format.read_array_header_1_0
+                    if np.lib.format.read_magic(member) == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape = read(member)[0]
+    except Exception:  # noqa: BLE001 - not this check's to report
+        return
+    if not shape or shape[0] == 0:
+        raise ValueError(f"{func}: --images {images} holds no images (its 'images' array has "
+                         f"shape {shape}); nothing to write")
+
+
 def main(argv=None) -> int:
-    """Entry point of the ``mskjax`` console script and of ``python -m mskjax``."""
+    """Entry point of the ``mskjax`` console script and of ``python -m mskjax``.
+
+    Every error is one line on stderr, ``mskjax: error: ...``: exit status 2 for bad usage
+    (a bad flag or value, a missing or unreadable input), 1 for a failure; Ctrl-C is
+    ``mskjax: interrupted`` with status 130. ``mskjax --debug ...`` shows the traceback
+    instead.
+    """
     args = _parser().parse_args(argv)
+    debug = args.global_debug or getattr(args, "debug", False)
+    args.debug = debug
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("mskjax: interrupted", file=sys.stderr)
+        return 130
+    except ImportError as err:
+        if debug:
+            raise
+        return _missing(err)
+    except Exception as err:  # noqa: BLE001 - one line, not a traceback, unless --debug
+        if debug:
+            raise
+        code = _exit_code(err)
+        what = _describe(err)
+        if code == 1 and not isinstance(err, OSError):
+            what = f"{type(err).__name__}: {what}"
+        print(f"mskjax: error: {what}", file=sys.stderr)
+        return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         try:
             from ._demo import run_demo
         except ImportError as err:
             return _missing(err)
 
-        try:
-            report = run_demo(data=args.data, slice_index=args.slice_index, out=args.out,
-                              num_coils=args.num_coils, acceleration=args.acceleration,
-                              center_fraction=args.center_fraction, snr_db=args.snr_db,
-                              seed=args.seed, checkpoint=args.checkpoint,
-                              seg_steps=args.seg_steps, seg_checkpoint=args.seg_checkpoint,
-                              cls_steps=args.cls_steps, cls_checkpoint=args.cls_checkpoint,
-                              progress=not args.no_progress, trajectory=args.trajectory,
-                              spokes=args.spokes, interleaves=args.interleaves,
-                              density=args.density)
-        except ImportError as err:
-            return _missing(err)
-        except (ValueError, TypeError, OSError) as err:
-            print(f"mskjax: error: {err}", file=sys.stderr)
-            return 2
+        report = run_demo(data=args.data, slice_index=args.slice_index, out=args.out,
+                          num_coils=args.num_coils, acceleration=args.acceleration,
+                          center_fraction=args.center_fraction, snr_db=args.snr_db,
+                          seed=args.seed, checkpoint=args.checkpoint,
+                          seg_steps=args.seg_steps, seg_checkpoint=args.seg_checkpoint,
+                          cls_steps=args.cls_steps, cls_checkpoint=args.cls_checkpoint,
+                          progress=not args.no_progress, trajectory=args.trajectory,
+                          spokes=args.spokes, interleaves=args.interleaves,
+                          density=args.density)
         if "trajectory" in report:
             print(f"{report['input']}, {report['trajectory']['summary']}, "
                   f"{report['density']['method']} density:")
@@ -331,15 +411,12 @@ def main(argv=None) -> int:
         except ImportError as err:
             return _missing(err)
 
-        try:
-            manifest = make_kspace_set(
-                args.images, args.out, num_coils=args.num_coils, snr_db=args.snr_db,
-                seed=args.seed, split=None if args.split == "none" else "subject",
-                val_fraction=args.val_fraction, recon_size=tuple(args.recon_size),
-                progress=not args.no_progress)
-        except (ValueError, TypeError, FileNotFoundError) as err:
-            print(f"mskjax: error: {err}", file=sys.stderr)
-            return 2
+        _check_not_empty(args.images, "mskjax data make-kspace-set")
+        manifest = make_kspace_set(
+            args.images, args.out, num_coils=args.num_coils, snr_db=args.snr_db,
+            seed=args.seed, split=None if args.split == "none" else "subject",
+            val_fraction=args.val_fraction, recon_size=tuple(args.recon_size),
+            progress=not args.no_progress, overwrite=args.overwrite)
         counts = ", ".join(f"{name}: {len(subjects)} subjects"
                            for name, subjects in manifest["splits"].items())
         print(f"wrote {len(manifest['files'])} files to {args.out} ({counts})")
@@ -350,18 +427,14 @@ def main(argv=None) -> int:
         except ImportError as err:
             return _missing(err)
 
-        try:
-            summary = train_recon(
-                data=args.data, out=args.out, model=args.model,
-                config=parse_config(args.config, "mskjax train recon"),
-                acceleration=args.acceleration, center_fraction=args.center_fraction,
-                mask=args.mask, steps=args.steps, max_minutes=args.max_minutes,
-                batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                augment=not args.no_augment, patch_rows=args.patch_rows, init=args.init,
-                checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
-        except (ValueError, TypeError, OSError) as err:
-            print(f"mskjax: error: {err}", file=sys.stderr)
-            return 2
+        summary = train_recon(
+            data=args.data, out=args.out, model=args.model,
+            config=parse_config(args.config, "mskjax train recon"),
+            acceleration=args.acceleration, center_fraction=args.center_fraction,
+            mask=args.mask, steps=args.steps, max_minutes=args.max_minutes,
+            batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+            augment=not args.no_augment, patch_rows=args.patch_rows, init=args.init,
+            checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
         print(f"trained {summary['model']} to step {summary['steps']} "
               f"(stopped by {summary['stopped_by']}); final loss "
               f"{summary['final_loss_mean_of_last_20']:.4f}; wrote {args.out}")
@@ -372,15 +445,11 @@ def main(argv=None) -> int:
         except ImportError as err:
             return _missing(err)
 
-        try:
-            result = evaluate_recon(
-                checkpoint=args.checkpoint, data=args.data, acceleration=args.acceleration,
-                center_fraction=args.center_fraction, mask=args.mask, cg_lamda=args.cg_lamda,
-                l1_lamda=args.l1_lamda, json_path=args.json_path,
-                progress=not args.no_progress)
-        except (ValueError, TypeError, OSError) as err:
-            print(f"mskjax: error: {err}", file=sys.stderr)
-            return 2
+        result = evaluate_recon(
+            checkpoint=args.checkpoint, data=args.data, acceleration=args.acceleration,
+            center_fraction=args.center_fraction, mask=args.mask, cg_lamda=args.cg_lamda,
+            l1_lamda=args.l1_lamda, json_path=args.json_path,
+            progress=not args.no_progress)
         print(format_table(result))
         if args.json_path:
             print(f"wrote {args.json_path}")
@@ -390,14 +459,10 @@ def main(argv=None) -> int:
         except ImportError as err:
             return _missing(err)
 
-        try:
-            manifest = make_segmentation_set(
-                args.out, train_subjects=args.train_subjects, test_subjects=args.test_subjects,
-                shape=tuple(args.shape), contrasts=args.contrasts, realistic=not args.clean,
-                seed=args.seed, progress=not args.no_progress)
-        except (ValueError, TypeError, OSError) as err:
-            print(f"mskjax: error: {err}", file=sys.stderr)
-            return 2
+        manifest = make_segmentation_set(
+            args.out, train_subjects=args.train_subjects, test_subjects=args.test_subjects,
+            shape=tuple(args.shape), contrasts=args.contrasts, realistic=not args.clean,
+            seed=args.seed, progress=not args.no_progress, overwrite=args.overwrite)
         print(f"wrote {len(manifest['subjects'])} subjects to {args.out} (train: "
               f"{len(manifest['splits']['train'])}, test: {len(manifest['splits']['test'])})")
     if args.command == "train" and args.train_command == "seg":
@@ -407,16 +472,12 @@ def main(argv=None) -> int:
         except ImportError as err:
             return _missing(err)
 
-        try:
-            summary = train_seg(
-                data=args.data, out=args.out, model=args.model,
-                config=parse_config(args.config, "mskjax train seg"),
-                num_classes=args.num_classes, steps=args.steps, max_minutes=args.max_minutes,
-                batch_size=args.batch_size, lr=args.lr, seed=args.seed, crop=args.crop,
-                checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
-        except (ValueError, TypeError, OSError) as err:
-            print(f"mskjax: error: {err}", file=sys.stderr)
-            return 2
+        summary = train_seg(
+            data=args.data, out=args.out, model=args.model,
+            config=parse_config(args.config, "mskjax train seg"),
+            num_classes=args.num_classes, steps=args.steps, max_minutes=args.max_minutes,
+            batch_size=args.batch_size, lr=args.lr, seed=args.seed, crop=args.crop,
+            checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
         print(f"trained {summary['model']} to step {summary['steps']} "
               f"(stopped by {summary['stopped_by']}); final loss "
               f"{summary['final_loss_mean_of_last_20']:.4f}; wrote {args.out}")
@@ -426,13 +487,9 @@ def main(argv=None) -> int:
         except ImportError as err:
             return _missing(err)
 
-        try:
-            result = evaluate_seg(checkpoint=args.checkpoint, data=args.data, split=args.split,
-                                  clean_up=not args.no_clean_up, json_path=args.json_path,
-                                  progress=not args.no_progress)
-        except (ValueError, TypeError, OSError) as err:
-            print(f"mskjax: error: {err}", file=sys.stderr)
-            return 2
+        result = evaluate_seg(checkpoint=args.checkpoint, data=args.data, split=args.split,
+                              clean_up=not args.no_clean_up, json_path=args.json_path,
+                              progress=not args.no_progress)
         print(format_seg_table(result))
         if args.json_path:
             print(f"wrote {args.json_path}")
@@ -442,12 +499,8 @@ def main(argv=None) -> int:
         except ImportError as err:
             return _missing(err)
 
-        try:
-            report = segment_file(args.image, checkpoint=args.checkpoint, out=args.out,
-                                  refine=args.refine, preview=args.preview)
-        except (ValueError, TypeError, OSError) as err:
-            print(f"mskjax: error: {err}", file=sys.stderr)
-            return 2
+        report = segment_file(args.image, checkpoint=args.checkpoint, out=args.out,
+                              refine=args.refine, preview=args.preview)
         print(f"segmented {report['input']} with {report['model']} in {report['seconds']:.1f} s;"
               f" wrote {report['output']}")
     if args.command == "data" and args.data_command == "make-cls-set":
@@ -456,15 +509,11 @@ def main(argv=None) -> int:
         except ImportError as err:
             return _missing(err)
 
-        try:
-            manifest = make_classification_set(
-                args.out, source=args.source, train_subjects=args.train_subjects,
-                test_subjects=args.test_subjects, size=args.size, images=args.images,
-                seed=args.seed, per_image=args.per_image, conspicuity=tuple(args.conspicuity),
-                progress=not args.no_progress)
-        except (ValueError, TypeError, OSError) as err:
-            print(f"mskjax: error: {err}", file=sys.stderr)
-            return 2
+        manifest = make_classification_set(
+            args.out, source=args.source, train_subjects=args.train_subjects,
+            test_subjects=args.test_subjects, size=args.size, images=args.images,
+            seed=args.seed, per_image=args.per_image, conspicuity=tuple(args.conspicuity),
+            progress=not args.no_progress, overwrite=args.overwrite)
         counts = ", ".join(f"{name}: {split['examples']} examples"
                            for name, split in manifest["splits"].items())
         print(f"wrote a {manifest['task']} set to {args.out} ({counts})")
@@ -475,17 +524,13 @@ def main(argv=None) -> int:
         except ImportError as err:
             return _missing(err)
 
-        try:
-            summary = train_cls(
-                data=args.data, out=args.out, model=args.model,
-                config=parse_config(args.config, "mskjax train cls"), steps=args.steps,
-                max_minutes=args.max_minutes, batch_size=args.batch_size, lr=args.lr,
-                seed=args.seed, drop_prob=args.drop_prob, init_backbone=args.init_backbone,
-                backbone_lr=args.backbone_lr, checkpoint_every=args.checkpoint_every,
-                progress=not args.no_progress)
-        except (ValueError, TypeError, OSError) as err:
-            print(f"mskjax: error: {err}", file=sys.stderr)
-            return 2
+        summary = train_cls(
+            data=args.data, out=args.out, model=args.model,
+            config=parse_config(args.config, "mskjax train cls"), steps=args.steps,
+            max_minutes=args.max_minutes, batch_size=args.batch_size, lr=args.lr,
+            seed=args.seed, drop_prob=args.drop_prob, init_backbone=args.init_backbone,
+            backbone_lr=args.backbone_lr, checkpoint_every=args.checkpoint_every,
+            progress=not args.no_progress)
         print(f"trained {summary['model']} to step {summary['steps']} "
               f"(stopped by {summary['stopped_by']}); final loss "
               f"{summary['final_loss_mean_of_last_20']:.4f}; wrote {args.out}")
@@ -495,12 +540,8 @@ def main(argv=None) -> int:
         except ImportError as err:
             return _missing(err)
 
-        try:
-            result = evaluate_cls(checkpoint=args.checkpoint, data=args.data, split=args.split,
-                                  json_path=args.json_path, num_samples=args.bootstrap)
-        except (ValueError, TypeError, OSError) as err:
-            print(f"mskjax: error: {err}", file=sys.stderr)
-            return 2
+        result = evaluate_cls(checkpoint=args.checkpoint, data=args.data, split=args.split,
+                              json_path=args.json_path, num_samples=args.bootstrap)
         print(format_cls_table(result))
         if args.json_path:
             print(f"wrote {args.json_path}")
@@ -510,12 +551,8 @@ def main(argv=None) -> int:
         except ImportError as err:
             return _missing(err)
 
-        try:
-            report = classify_file(args.image, checkpoint=args.checkpoint, figure=args.figure,
-                                   slice_index=args.slice_index)
-        except (ValueError, TypeError, OSError) as err:
-            print(f"mskjax: error: {err}", file=sys.stderr)
-            return 2
+        report = classify_file(args.image, checkpoint=args.checkpoint, figure=args.figure,
+                               slice_index=args.slice_index)
         probs = report.get("probabilities")
         listed = ", ".join(f"{k}: {v:.3f}" for k, v in probs.items()) if probs else ""
         print(f"{report['input']}: {report['model']} predicts {report['prediction']}"

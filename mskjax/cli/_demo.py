@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import platform
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -145,7 +146,7 @@ def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acc
     Returns:
         The metrics dictionary that was written.
     """
-    from ._demo_noncartesian import L1_LAMDA, check_trajectory_options
+    from ._demo_noncartesian import check_trajectory_options
 
     out = Path(out)
     if isinstance(seg_steps, bool) or not isinstance(seg_steps, int) or seg_steps < 0:
@@ -155,20 +156,52 @@ def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acc
     check_trajectory_options(trajectory=trajectory, spokes=spokes, interleaves=interleaves,
                              density=density, acceleration=acceleration,
                              center_fraction=center_fraction, checkpoint=checkpoint)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"mskjax demo: --out {out} is a file, not a folder")
+    created = not out.exists()
+    try:
+        return _run_demo(
+            data=data, slice_index=slice_index, out=out, num_coils=num_coils,
+            acceleration=acceleration, center_fraction=center_fraction, snr_db=snr_db,
+            seed=seed, l1_lamda=l1_lamda, checkpoint=checkpoint, seg_steps=seg_steps,
+            seg_checkpoint=seg_checkpoint, cls_steps=cls_steps, cls_checkpoint=cls_checkpoint,
+            progress=progress, trajectory=trajectory, spokes=spokes, interleaves=interleaves,
+            density=density)
+    except BaseException:
+        if created:  # a failed or interrupted demo leaves no folder of its own behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run_demo(*, data, slice_index, out, num_coils, acceleration, center_fraction, snr_db, seed,
+              l1_lamda, checkpoint, seg_steps, seg_checkpoint, cls_steps, cls_checkpoint,
+              progress, trajectory, spokes, interleaves, density) -> dict:
+    from ._demo_noncartesian import L1_LAMDA
+
     segment = seg_steps > 0 or seg_checkpoint is not None
     classify = cls_steps > 0 or cls_checkpoint is not None
+    if data is None:
+        image, description = simulated_knee(seed)
+    else:
+        image, description = read_image(Path(data), index=slice_index)
+    peak = float(np.abs(image).max()) if image.size else 0.0
+    if not peak > 0:
+        raise ValueError(f"mskjax demo: --data {description} is all zero; the demo needs an "
+                         "image with signal")
+    image = image / peak
+    if trajectory == "cartesian":  # the mask options, checked before the slow simulation
+        acceleration = 4 if acceleration is None else acceleration
+        center_fraction = 0.08 if center_fraction is None else center_fraction
+        mask, num_low = sampling.equispaced_mask((num_coils, *image.shape),
+                                                 center_fraction=center_fraction,
+                                                 acceleration=acceleration, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=6 + segment + classify, desc="mskjax demo", unit="step", disable=not progress)
     finish = functools.partial(_finish, out, seed=seed, segment=segment, seg_steps=seg_steps,
                                seg_checkpoint=seg_checkpoint, classify=classify,
                                cls_steps=cls_steps, cls_checkpoint=cls_checkpoint, bar=bar)
 
     bar.set_postfix_str("load image")
-    if data is None:
-        image, description = simulated_knee(seed)
-    else:
-        image, description = read_image(Path(data), index=slice_index)
-    image = image / np.abs(image).max()
     bar.update()
 
     if trajectory != "cartesian":
@@ -191,14 +224,10 @@ def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acc
         return finish(report, lambda path: _figure(path, target, None, None, recons, scores,
                                                    title, kspace_panel=panel))
 
-    acceleration = 4 if acceleration is None else acceleration
-    center_fraction = 0.08 if center_fraction is None else center_fraction
     l1_lamda = 0.002 if l1_lamda is None else l1_lamda
     bar.set_postfix_str("simulate k-space")
     kspace = simulate_kspace(image, jax.random.key(seed), num_coils=num_coils,
                              snr_db=snr_db).kspace
-    mask, num_low = sampling.equispaced_mask(kspace.shape, center_fraction=center_fraction,
-                                             acceleration=acceleration, seed=seed)
     target = recon.zero_filled(kspace)
     bar.update()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,23 @@ def read_image(path: Path, *, index: int | None = None) -> tuple[np.ndarray, str
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"mskjax demo: --data {path}: no such file")
+    if path.suffix not in (".npy", ".npz"):
+        raise ValueError(f"mskjax demo: --data {path}: unsupported file type {path.suffix!r}; "
+                         "expected .npy or .npz")
+    key = None
     try:
-        if path.suffix == ".npz":
-            with np.load(path) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            if path.suffix == ".npz":
+                raise ValueError(f"mskjax demo: --data {path}: a .npy array under a .npz name; "
+                                 "rename it to .npy")
+            array = loaded
+        elif path.suffix == ".npy":
+            loaded.close()
+            raise ValueError(f"mskjax demo: --data {path}: a .npz archive under a .npy name; "
+                             "rename it to .npz")
+        else:
+            with loaded as archive:
                 names = list(archive.files)
                 key = next((k for k in ("images", "image") if k in names),
                            names[0] if len(names) == 1 else None)
@@ -37,13 +52,17 @@ def read_image(path: Path, *, index: int | None = None) -> tuple[np.ndarray, str
                     raise ValueError(f"mskjax demo: {path}: expected an array named 'images' or "
                                      f"'image' (or a single array), found {names}")
                 array = archive[key]
-        elif path.suffix == ".npy":
-            key, array = None, np.load(path)
-        else:
-            raise ValueError(f"mskjax demo: {path}: unsupported file type {path.suffix!r}; "
-                             "expected .npy or .npz")
-    except (OSError, EOFError) as err:
-        raise ValueError(f"mskjax demo: {path}: cannot read the file ({err})") from err
+    except ValueError as err:
+        if str(err).startswith("mskjax demo:"):
+            raise
+        if "Object arrays" in str(err):
+            raise ValueError(f"mskjax demo: --data {path}: holds an array of Python objects; "
+                             "the demo reads numeric arrays only") from None
+        raise ValueError(f"mskjax demo: --data {path}: not a NumPy {path.suffix} file") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        reason = (err.strerror.lower() if isinstance(err, OSError) and err.strerror
+                  else " ".join(str(err).split()))
+        raise ValueError(f"mskjax demo: --data {path}: cannot read the file ({reason})") from None
     what = f"{path.name}" + (f"['{key}']" if key else "")
     if array.ndim == 3:
         index = array.shape[0] // 2 if index is None else index
