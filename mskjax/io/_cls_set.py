@@ -20,19 +20,20 @@ Each ``<split>.npz`` holds, for ``n`` examples:
   they are.
 
 The folder is built under a temporary name beside ``out`` and renamed when complete, so an
-interrupted or failed run leaves no partial set; an existing ``out`` is refused.
+interrupted or failed run leaves no partial set (and a previous set intact); a non-empty
+``out`` is refused unless ``overwrite=True``, which replaces it as a whole.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+from ._atomic import atomic_folder, check_output_folder
 
 _WRITE = "mskjax.io.write_classification_set"
 _READ = "mskjax.io.read_classification_set"
@@ -80,17 +81,19 @@ def _check_split(name, arrays, task, num_classes, func):
 
 def write_classification_set(out: str | os.PathLike, splits: Mapping[str, Mapping], *,
                              task: str, num_classes: int | None, class_names=None,
-                             source: str, settings: Mapping | None = None) -> dict:
+                             source: str, settings: Mapping | None = None,
+                             overwrite: bool = False) -> dict:
     """Write a classification set (module docstring) and return its manifest.
 
     Args:
-        out: the new folder (must not exist, or be an empty folder).
+        out: the new folder (must not exist, or be an empty folder, unless ``overwrite``).
         splits: split name (``"train"``, ``"test"``, ...) -> dict of per-example arrays.
         task: ``"binary"``, ``"multiclass"``, ``"ordinal"`` or ``"regression"`` (keyword-only).
         num_classes: classes of the label (2 for binary), None for regression.
         class_names: optional names of the classes.
         source: what the examples are (e.g. ``"simulated radiographs"``).
         settings: how they were made (stored in the manifest; JSON-serialisable).
+        overwrite: replace an existing non-empty ``out`` as a whole (never mixed with it).
 
     Subjects must not repeat across splits (ValueError).
     """
@@ -117,9 +120,7 @@ def write_classification_set(out: str | os.PathLike, splits: Mapping[str, Mappin
             if shared:
                 raise ValueError(f"{_WRITE}: subjects {shared[:5]} are in both {a!r} and {b!r}; "
                                  "split by subject")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{_WRITE}: {out} exists and is not an empty folder; choose a new one")
+    check_output_folder(out, overwrite=overwrite, func=_WRITE)
     manifest = {"kind": "mskjax classification set", "source": source, "task": task,
                 "num_classes": num_classes,
                 "class_names": None if class_names is None else [str(c) for c in class_names],
@@ -128,20 +129,11 @@ def write_classification_set(out: str | os.PathLike, splits: Mapping[str, Mappin
                                   "subjects": subjects[name]}
                            for name, arrays in splits.items()},
                 "settings": dict(settings or {})}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
-    tmp.mkdir()
-    try:
+    with atomic_folder(out, overwrite=overwrite, func=_WRITE) as tmp:
         for name, arrays in splits.items():
             np.savez_compressed(tmp / f"{name}.npz",
                                 **{k: np.asarray(v) for k, v in arrays.items()})
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.is_dir():
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return manifest
 
 

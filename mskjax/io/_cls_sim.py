@@ -34,6 +34,7 @@ import jax
 import numpy as np
 
 from .._checks import check_positive_int
+from ._atomic import check_output_folder
 from ._cls_set import write_classification_set
 
 _FUNC = "mskjax.io.make_classification_set"
@@ -146,8 +147,12 @@ def make_classification_set(out: str | os.PathLike, *, source: str, train_subjec
                             test_subjects: int = 200, size: int | None = None,
                             images: str | os.PathLike | None = None, seed: int = 0,
                             per_image: int = 8, conspicuity=(0.0, 1.0),
-                            progress: bool = True) -> dict:
+                            progress: bool = True, overwrite: bool = False) -> dict:
     """Simulate a labelled set (module docstring) and write it to ``out``.
+
+    The folder is built beside ``out`` and renamed when complete (see
+    :func:`write_classification_set`); a non-empty ``out`` is refused before any simulation
+    unless ``overwrite``.
 
     Args:
         out: the new folder.
@@ -162,6 +167,7 @@ def make_classification_set(out: str | os.PathLike, *, source: str, train_subjec
         conspicuity: ``"lesion"``, ``"tear"``: the range the conspicuity is drawn from
             uniformly (a number fixes it); ``"real-lesion"`` uses it as its range too.
         progress: show progress bars.
+        overwrite: replace an existing non-empty ``out`` as a whole.
 
     Returns:
         The manifest (also written to ``out/manifest.json``).
@@ -173,9 +179,7 @@ def make_classification_set(out: str | os.PathLike, *, source: str, train_subjec
     check_positive_int(per_image, "per_image", _FUNC)
     size = DEFAULT_SIZE[source] if size is None else size
     check_positive_int(size, "size", _FUNC, minimum=16)
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{_FUNC}: {out} exists and is not an empty folder; choose a new one")
+    out = check_output_folder(out, overwrite=overwrite, func=_FUNC)
     if images is not None and source != "real-lesion":
         raise ValueError(f"{_FUNC}: images is for source 'real-lesion' only")
     root = jax.random.PRNGKey(seed)
@@ -223,4 +227,5 @@ def make_classification_set(out: str | os.PathLike, *, source: str, train_subjec
         settings.update(images=str(path), per_image=per_image, kinds=list(REAL_KINDS),
                         subject_ids=ids, dropped_duplicate_scans=dropped)
     return write_classification_set(out, splits, task=task, num_classes=num_classes,
-                                    class_names=names, source=what, settings=settings)
+                                    class_names=names, source=what, settings=settings,
+                                    overwrite=overwrite)

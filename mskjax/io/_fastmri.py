@@ -558,7 +558,18 @@ def _open(path: Path, func: str) -> h5py.File:
     if path.is_dir():
         raise ValueError(f"{func}: {path}: is a folder, expected an HDF5 file")
     try:
+        with open(path, "rb") as handle:
+            handle.read(8)
+    except PermissionError as err:
+        raise PermissionError(f"{func}: {path}: permission denied; the file exists but cannot "
+                              "be read by this user") from err
+    except OSError as err:
+        raise ValueError(f"{func}: {path}: cannot read the file ({err.strerror or err})") from err
+    try:
         signature = h5py.is_hdf5(path)
+    except PermissionError as err:
+        raise PermissionError(f"{func}: {path}: permission denied; the file exists but cannot "
+                              "be read by this user") from err
     except OSError:
         signature = False
     if not signature:
@@ -897,7 +908,7 @@ def write_fastmri(path: str | os.PathLike, kspace: ArrayLike, *,
     attrs = {"max": max_value, "norm": norm, "acquisition": acquisition,
              "patient_id": patient_id, "acceleration": acceleration,
              "num_low_frequency": num_low_frequency}
-    with atomic_paths(path) as (tmp,):
+    with atomic_paths(path, func=_WRITE) as (tmp,):
         with h5py.File(tmp, "w") as f:
             f.create_dataset("kspace", data=kspace)
             if reconstruction is not None:

@@ -27,7 +27,7 @@ from .._checks import check_interval, check_positive_int
 from ..coils import rss
 from ..fourier import ifftnc
 from ..sim import simulate_kspace
-from ._atomic import atomic_path
+from ._atomic import atomic_folder, check_output_folder
 from ._fastmri import ismrmrd_header_xml, write_fastmri
 
 _FUNC = "mskjax.io.make_kspace_set"
@@ -94,12 +94,16 @@ def split_subjects(subjects, *, val_fraction, seed):
 def make_kspace_set(images: str | os.PathLike, out: str | os.PathLike, *, num_coils: int = 8,
                     snr_db: float = 30.0, seed: int = 0, split: str | None = "subject",
                     val_fraction: float = 0.25, recon_size: tuple[int, int] = (320, 320),
-                    progress: bool = True) -> dict:
+                    progress: bool = True, overwrite: bool = False) -> dict:
     """Write a fastMRI-format multi-coil set, one file per subject (see the module docstring).
+
+    The set is built in a temporary folder beside ``out`` and renamed onto ``out`` when
+    complete, so a failed or interrupted run leaves nothing under ``out`` (and a previous set
+    there intact).
 
     Args:
         images: path of the ``.npz`` with ``images`` and ``subject``.
-        out: output folder (created).
+        out: output folder (created; must not exist or be empty unless ``overwrite``).
         num_coils: simulated receive coils (keyword-only).
         snr_db: SNR of the simulated noise in dB.
         seed: seeds the phase, the noise and the split.
@@ -107,6 +111,7 @@ def make_kspace_set(images: str | os.PathLike, out: str | os.PathLike, *, num_co
         val_fraction: fraction of subjects in ``val/`` (at least one when there are two or more).
         recon_size: ``(rows, cols)`` of ``reconstruction_rss``.
         progress: show a progress bar.
+        overwrite: replace an existing non-empty ``out`` as a whole (never mixed with it).
 
     Returns:
         The manifest dictionary (also written to ``out/manifest.json``).
@@ -116,7 +121,8 @@ def make_kspace_set(images: str | os.PathLike, out: str | os.PathLike, *, num_co
     check_interval(val_fraction, "val_fraction", _FUNC, low=0, high=1)
     if split not in ("subject", None):
         raise ValueError(f"{_FUNC}: split must be 'subject' or None, got {split!r}")
-    images_path, out = Path(images), Path(out)
+    images_path = Path(images)
+    out = check_output_folder(out, overwrite=overwrite, func=_FUNC)
     data, subjects = _load_images(images_path)
     if split == "subject":
         train, val = split_subjects(subjects, val_fraction=val_fraction, seed=seed)
@@ -134,6 +140,16 @@ def make_kspace_set(images: str | os.PathLike, out: str | os.PathLike, *, num_co
     header = ismrmrd_header_xml(encoded_matrix=(rows, cols, 1), recon_matrix=(*recon_size, 1),
                                 encoded_fov_mm=(float(rows), float(cols), 1.0),
                                 recon_fov_mm=(float(recon_size[0]), float(recon_size[1]), 1.0))
+    with atomic_folder(out, overwrite=overwrite, func=_FUNC) as build:
+        return _write_set(build, data, subjects, folders, stems, simulate, base_key, header,
+                          recon_size, images_path, progress,
+                          {"num_coils": num_coils, "snr_db": snr_db, "seed": seed,
+                           "split": split, "val_fraction": val_fraction,
+                           "recon_size": list(recon_size)})
+
+
+def _write_set(out, data, subjects, folders, stems, simulate, base_key, header, recon_size,
+               images_path, progress, settings):
     written = {}
     for subject in tqdm(sorted(folders), desc="simulating k-space", unit="subject",
                         disable=not progress):
@@ -150,16 +166,13 @@ def make_kspace_set(images: str | os.PathLike, out: str | os.PathLike, *, num_co
         written[subject] = str(path.relative_to(out))
     manifest = {
         "source": str(images_path),
-        "simulation": (f"{num_coils}-coil k-space simulated from the images with normalised "
-                       f"birdcage maps, a smooth random phase per slice and complex Gaussian "
-                       f"noise at {snr_db} dB SNR"),
-        "settings": {"num_coils": num_coils, "snr_db": snr_db, "seed": seed, "split": split,
-                     "val_fraction": val_fraction, "recon_size": list(recon_size)},
+        "simulation": (f"{settings['num_coils']}-coil k-space simulated from the images with "
+                       f"normalised birdcage maps, a smooth random phase per slice and complex "
+                       f"Gaussian noise at {settings['snr_db']} dB SNR"),
+        "settings": settings,
         "files": written,
         "splits": {name: sorted(s for s, f in folders.items() if f == name)
                    for name in sorted(set(folders.values()))},
     }
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

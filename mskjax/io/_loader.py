@@ -1,6 +1,9 @@
 """Batches of slices from a folder of fastMRI files, undersampled on the fly, prefetched.
 
-Every slice of every ``*.h5`` file in the folder (sorted by name) is an example. A batch is a
+Every slice of every ``*.h5`` file in the folder (sorted by name) is an example; when the
+folder, or the folder above it, holds the ``manifest.json`` of a set written by
+:func:`mskjax.io.make_kspace_set` that lists files of this folder, only the files it lists are
+read (a stray or stale ``.h5`` beside them is never mixed in). A batch is a
 :class:`mskjax.pipeline.Sample` of stacked numpy arrays (or device arrays with
 ``device_put=True``): ``kspace`` ``(batch, coils, rows, cols)`` complex64 with the mask applied
 (unsampled entries +0.0), ``mask`` ``(batch, cols)`` bool, ``target`` ``(batch, H, W)`` float32
@@ -15,6 +18,7 @@ and (with ``device_put``) the host-to-device copy overlap the computation.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
@@ -31,12 +35,46 @@ _FUNC = "mskjax.io.fastmri_batches"
 _DONE = object()
 
 
+def _manifest_files(folder: Path) -> tuple[Path, list[Path]] | tuple[None, None]:
+    """The manifest (in ``folder`` or its parent) that lists files of ``folder``, and those
+    files (sorted); ``(None, None)`` when there is none."""
+    here = folder.resolve()
+    for root in (folder, folder.parent):
+        path = root / "manifest.json"
+        if not path.is_file():
+            continue
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{_FUNC}: {path}: cannot read the manifest ({err})") from err
+        files = manifest.get("files") if isinstance(manifest, dict) else None
+        if not isinstance(files, dict):
+            continue  # not the manifest of a k-space set
+        listed = sorted(root / str(name) for name in files.values()
+                        if (root / str(name)).resolve().parent == here)
+        if listed:
+            return path, listed
+    return None, None
+
+
 def fastmri_slices(folder: str | os.PathLike) -> list[tuple[Path, int]]:
-    """All ``(path, slice_index)`` pairs of the ``*.h5`` files in ``folder``, sorted."""
+    """All ``(path, slice_index)`` pairs of the ``*.h5`` files in ``folder``, sorted.
+
+    When a ``manifest.json`` in ``folder`` or its parent (a set written by
+    :func:`mskjax.io.make_kspace_set`) lists files of ``folder``, only those are read; a listed
+    file that is missing is an error.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{_FUNC}: {folder}: no such folder")
-    paths = sorted(folder.glob("*.h5"))
+    manifest, paths = _manifest_files(folder)
+    if manifest is not None:
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise ValueError(f"{_FUNC}: {manifest} lists {missing[:3]}, which are missing; the "
+                             "set is incomplete")
+    else:
+        paths = sorted(folder.glob("*.h5"))
     if not paths:
         raise ValueError(f"{_FUNC}: {folder}: no .h5 files")
     examples = []

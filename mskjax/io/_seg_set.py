@@ -35,7 +35,7 @@ import jax
 import numpy as np
 
 from .._checks import check_positive_int
-from ._atomic import atomic_path
+from ._atomic import atomic_folder
 from ._nifti import read_labels, read_nifti, write_nifti
 
 _FUNC = "mskjax.io.make_segmentation_set"
@@ -76,11 +76,16 @@ def _check_contrasts(contrasts, func):
 def make_segmentation_set(out: str | os.PathLike, *, train_subjects: int = 16,
                           test_subjects: int = 4, shape: Sequence[int] = (64, 128, 128),
                           contrasts: str | Sequence[str] = ("pd_fs",), realistic: bool = True,
-                          seed: int = 0, progress: bool = True) -> dict:
+                          seed: int = 0, progress: bool = True,
+                          overwrite: bool = False) -> dict:
     """Simulate labelled knees and write them as NIfTI pairs (module docstring).
 
+    The set is built in a temporary folder beside ``out`` and renamed onto ``out`` when
+    complete, so a failed or interrupted run leaves nothing under ``out`` (and a previous set
+    there intact).
+
     Args:
-        out: the output folder (created; must not already hold a set).
+        out: the output folder (created; must not exist or be empty unless ``overwrite``).
         train_subjects: subjects in ``train/``.
         test_subjects: held-out subjects in ``test/`` (may be 0).
         shape: ``(left-right, superior-inferior, anterior-posterior)`` voxels over the
@@ -91,6 +96,7 @@ def make_segmentation_set(out: str | os.PathLike, *, train_subjects: int = 16,
             clean one.
         seed: subject ``i`` is drawn from ``fold_in(PRNGKey(seed), i)``.
         progress: show a progress bar.
+        overwrite: replace an existing non-empty ``out`` as a whole (never mixed with it).
 
     Returns:
         The manifest (also written to ``out/manifest.json``).
@@ -106,56 +112,74 @@ def make_segmentation_set(out: str | os.PathLike, *, train_subjects: int = 16,
     if len(shape) != 3 or not all(isinstance(n, int) and n >= 16 for n in shape):
         raise ValueError(f"{_FUNC}: shape must be 3 integers >= 16, got {shape!r}")
     contrasts = _check_contrasts(contrasts, _FUNC)
-    out = Path(out)
-    if (out / "manifest.json").exists():
-        raise ValueError(f"{_FUNC}: {out} already holds a segmentation set; choose a new folder")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{_FUNC}: --out {out} exists and is not an empty folder")
-    voxel_size = tuple(160.0 / n for n in shape)
-    affine = phantom_affine(shape, voxel_size)
-    root = jax.random.PRNGKey(seed)
-    total = train_subjects + test_subjects
-    splits = {"train": [], "test": []}
-    for split in splits:
-        (out / split).mkdir(parents=True, exist_ok=True)
-    records = []
-    for index in tqdm(range(total), desc="simulating knees", unit="subject", disable=not progress):
-        split = "train" if index < train_subjects else "test"
-        key = jax.random.fold_in(root, index)
-        pick, draw = jax.random.split(key)
-        contrast = contrasts[int(jax.random.randint(pick, (), 0, len(contrasts)))]
-        example = sim.segmentation_example(draw, shape=shape, contrast=contrast,
-                                           realistic=realistic)
-        image = np.asarray(example.image, dtype=np.float32)
-        if image.ndim == 4:  # qDESS: keep the S+ echo
-            image = image[0]
-        labels = np.asarray(example.labels).astype(np.uint8)
-        name = f"subject-{index:03d}"
-        write_nifti(out / split / f"{name}_image.nii.gz", image, affine=affine)
-        write_nifti(out / split / f"{name}_labels.nii.gz", labels, affine=affine)
-        splits[split].append(name)
-        records.append({"subject": name, "split": split, "contrast": contrast,
-                        "kl_grade": int(example.phantom.anatomy.kl_grade)})
-    manifest = {"kind": "mskjax segmentation set", "shape": list(shape),
-                "voxel_size_mm": list(voxel_size), "contrasts": contrasts,
-                "realistic": bool(realistic), "seed": seed, "splits": splits,
-                "subjects": records, "labels": dict(sim.KNEE_LABELS)}
-    with atomic_path(out / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    with atomic_folder(out, overwrite=overwrite, func=_FUNC) as out:
+        voxel_size = tuple(160.0 / n for n in shape)
+        affine = phantom_affine(shape, voxel_size)
+        root = jax.random.PRNGKey(seed)
+        total = train_subjects + test_subjects
+        splits = {"train": [], "test": []}
+        for split in splits:
+            (out / split).mkdir(parents=True, exist_ok=True)
+        records = []
+        for index in tqdm(range(total), desc="simulating knees", unit="subject",
+                          disable=not progress):
+            split = "train" if index < train_subjects else "test"
+            key = jax.random.fold_in(root, index)
+            pick, draw = jax.random.split(key)
+            contrast = contrasts[int(jax.random.randint(pick, (), 0, len(contrasts)))]
+            example = sim.segmentation_example(draw, shape=shape, contrast=contrast,
+                                               realistic=realistic)
+            image = np.asarray(example.image, dtype=np.float32)
+            if image.ndim == 4:  # qDESS: keep the S+ echo
+                image = image[0]
+            labels = np.asarray(example.labels).astype(np.uint8)
+            name = f"subject-{index:03d}"
+            write_nifti(out / split / f"{name}_image.nii.gz", image, affine=affine)
+            write_nifti(out / split / f"{name}_labels.nii.gz", labels, affine=affine)
+            splits[split].append(name)
+            records.append({"subject": name, "split": split, "contrast": contrast,
+                            "kl_grade": int(example.phantom.anatomy.kl_grade)})
+        manifest = {"kind": "mskjax segmentation set", "shape": list(shape),
+                    "voxel_size_mm": list(voxel_size), "contrasts": contrasts,
+                    "realistic": bool(realistic), "seed": seed, "splits": splits,
+                    "subjects": records, "labels": dict(sim.KNEE_LABELS)}
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        return manifest
+
+
+def _listed_names(folder: Path, split: str, func: str) -> set[str] | None:
+    """The subjects a segmentation set's manifest lists for ``split``, or None without one."""
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{func}: {path}: cannot read the manifest ({err})") from err
+    if not isinstance(manifest, dict) or manifest.get("kind") != "mskjax segmentation set":
+        return None
+    names = manifest.get("splits", {}).get(split)
+    return None if names is None else {str(n) for n in names}
 
 
 def segmentation_pairs(folder: str | os.PathLike, split: str | None,
                        func: str = _READ) -> list[tuple[str, Path, Path]]:
     """``(name, image path, labels path)`` of every pair in ``folder/split`` (or ``folder``
-    itself when it has no such subfolder or ``split`` is None), sorted by name."""
+    itself when it has no such subfolder or ``split`` is None), sorted by name.
+
+    When ``folder`` holds the ``manifest.json`` of a set written by
+    :func:`make_segmentation_set`, only the subjects it lists for ``split`` are read.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{func}: {folder}: no such folder")
     where = folder / split if split is not None and (folder / split).is_dir() else folder
+    listed = _listed_names(folder, split, func) if where != folder else None
     pairs = []
     for image in sorted(where.glob("*_image.nii*")):
         name = image.name.split("_image.nii")[0]
+        if listed is not None and name not in listed:
+            continue  # not part of the set its manifest describes
         labels = sorted(where.glob(f"{name}_labels.nii*"))
         if not labels:
             raise ValueError(f"{func}: {image} has no matching {name}_labels.nii.gz")
