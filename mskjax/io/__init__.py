@@ -10,7 +10,9 @@ Conventions:
   in mm, DICOM series ``(slices, rows, cols)`` sorted along the slice normal.
 - Writers are atomic: they write a temporary file beside the target and rename it, so a failed
   write leaves neither a partial file nor a changed target. :func:`atomic_path` gives the same
-  guarantee to a user's own writer.
+  guarantee to a user's own writer. Writers of a folder (``make_*_set``,
+  :func:`write_classification_set`) refuse a non-empty one unless ``overwrite=True``, build the
+  set beside it and rename it when complete; readers of a set read only what its manifest lists.
 - Errors name the function, the file, the key and the problem.
 - ``data_specs/`` holds one JSON spec per data set; :func:`validate` checks a file against one.
 """
