@@ -129,3 +129,19 @@ def test_pipeline_zero_filled_nan_visible_under_jit(maps):
     image = jax.jit(stage.apply)((), sample).image
     assert not np.all(np.isfinite(image))
     assert not np.any(np.asarray(image) == 0)
+
+
+@pytest.mark.parametrize("name", ["pipe_menon_density", "ramp_density"])
+def test_density_nan_coords_visible_under_jit(name):
+    from mskjax import sampling
+    if name == "pipe_menon_density":
+        pytest.importorskip("jax_finufft")
+    coords = np.array(sampling.radial(16, 8, shape=(16, 16)))
+    coords[3, 2, 0] = np.nan
+    kwargs = {"max_iter": 5} if name == "pipe_menon_density" else {}
+    fn = getattr(sampling, name)
+    with pytest.raises(ValueError, match=rf"mskjax.sampling.{name}: coords must be finite"):
+        fn(coords, shape=(16, 16), **kwargs)
+    density = jax.jit(lambda c: fn(c, shape=(16, 16), **kwargs))(coords)
+    assert not np.isfinite(density[3, 2])
+    assert not np.any(np.asarray(density) == 0)

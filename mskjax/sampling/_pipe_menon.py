@@ -148,6 +148,11 @@ def _pipe_menon(coords, *, grid, max_iter, kernel_width, eps):
     real = coords.dtype
     complex_dtype = jnp.result_type(real, jnp.complex64)
     ndim = len(grid)
+    # Non-finite coordinates (possible only under jit, where the finiteness check cannot run)
+    # must not reach FINUFFT (a NaN point crashes its forward transform); they are replaced by 0
+    # and the whole density is NaN, since one bad point changes the density of its neighbours.
+    finite = jnp.all(jnp.isfinite(coords))
+    coords = jnp.where(jnp.isfinite(coords), coords, jnp.zeros((), real))
     nufft = NUFFT(coords * 2, shape=tuple(2 * n for n in grid), eps=eps)
     # One 1D window per axis, broadcast: never the whole (2n)**ndim array as a constant. The
     # NUFFTs' two factors (2n)**-ndim/2 and the pixel pitch 1/n make the product n**ndim /
@@ -170,4 +175,5 @@ def _pipe_menon(coords, *, grid, max_iter, kernel_width, eps):
         return jnp.where(positive, d / jnp.where(positive, density, 1), d)
 
     start = jnp.ones(coords.shape[:-1], real)
-    return jax.lax.fori_loop(0, max_iter, step, start)
+    density = jax.lax.fori_loop(0, max_iter, step, start)
+    return jnp.where(finite, density, jnp.asarray(jnp.nan, real))
