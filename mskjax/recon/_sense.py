@@ -49,6 +49,12 @@ def sense_operator(kspace, maps, mask, func, *, lamda=0.0, max_iter=1, power_ite
     maps = as_array(maps, "maps", func)
     check_complex(maps, "maps", func)
     sets = maps.ndim == kspace.ndim + 1
+    if sets and kspace.ndim == 2:
+        raise ValueError(f"{func}: kspace of shape {tuple(kspace.shape)} with maps of shape "
+                         f"{tuple(maps.shape)} reads as {kspace.shape[0]} coils of 1D k-space "
+                         "with soft-SENSE maps, which is refused as ambiguous: kspace must be "
+                         "(coils, *spatial) with the maps' coil axis (is the coil axis "
+                         "missing?); soft-SENSE maps need 2 or 3 spatial axes")
     if sets:
         check_shape(maps, (maps.shape[0], *kspace.shape), "maps", func,
                     layout="(sets, *kspace.shape)")

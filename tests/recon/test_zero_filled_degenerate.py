@@ -30,3 +30,12 @@ def test_zero_filled_refuses_2d_kspace_without_coil_axis():
     with pytest.raises(ValueError, match=r"kspace\[None\]"):
         jax.jit(recon.zero_filled)(kspace)
     assert recon.zero_filled(kspace[None]).shape == (16, 16)
+
+
+@pytest.mark.parametrize("method", ["cg_sense", "l1_wavelet", "total_variation"])
+def test_iterative_refuse_kspace_without_coil_axis(method):
+    """(16, 16) k-space with (4, 16, 16) maps was read as 16 coils of 1D soft-SENSE data."""
+    kw = {} if method == "cg_sense" else {"lamda": 0.01}
+    with pytest.raises(ValueError, match=rf"mskjax\.recon\.{method}: kspace of shape \(16, 16\) "
+                                         r".*coil axis"):
+        getattr(recon, method)(np.ones((16, 16), np.complex64), MAPS, max_iter=2, **kw)
