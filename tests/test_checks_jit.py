@@ -145,3 +145,38 @@ def test_density_nan_coords_visible_under_jit(name):
     density = jax.jit(lambda c: fn(c, shape=(16, 16), **kwargs))(coords)
     assert not np.isfinite(density[3, 2])
     assert not np.any(np.asarray(density) == 0)
+
+
+@pytest.mark.parametrize("name", ["random_mask", "equispaced_mask", "magic_mask"])
+def test_fastmri_masks_concrete_jnp_arguments(name):
+    from mskjax import sampling
+    fn = getattr(sampling, name)
+    expected, expected_lines = fn((1, 32, 32), center_fraction=0.08, acceleration=4, seed=3)
+    got, lines = fn((1, 32, 32), center_fraction=jnp.float32(0.08), acceleration=jnp.asarray(4),
+                    seed=jnp.asarray(3))
+    np.testing.assert_array_equal(got, expected)
+    assert lines == expected_lines
+    got, _ = fn((1, 32, 32), center_fraction=0.08, acceleration=4,
+                seed=(jnp.asarray(3), np.int64(1)))
+    np.testing.assert_array_equal(
+        got, fn((1, 32, 32), center_fraction=0.08, acceleration=4, seed=(3, 1))[0])
+
+
+def test_poisson_disc_concrete_jnp_seed_and_traced_seed():
+    from mskjax import sampling
+    expected = sampling.poisson_disc((32, 32), acceleration=3.0, seed=1)
+    got = sampling.poisson_disc((32, 32), acceleration=jnp.asarray(3.0), seed=jnp.asarray(1))
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match=r"mskjax.sampling.poisson_disc: seed must be static "
+                                         r"under jit"):
+        jax.jit(lambda s: sampling.poisson_disc((32, 32), acceleration=3.0, seed=s))(1)
+    with pytest.raises(ValueError, match=r"mskjax.sampling.poisson_disc: seed must be None or"):
+        sampling.poisson_disc((32, 32), acceleration=3.0, seed=jnp.asarray(1.5))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32])
+def test_pipeline_undersample_traced_integer_mask(dtype):
+    stage = pipeline.undersample()
+    sample = pipeline.Sample(kspace=jnp.asarray(KSPACE), mask=jnp.asarray(MASK.astype(dtype)))
+    out = jax.jit(stage.apply)((), sample)
+    np.testing.assert_allclose(out.kspace, np.where(MASK, KSPACE, 0))

@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 import numbers
 
+import jax
+
+from .._checks import _scalar, _static_error
+
 
 def check_shape(shape, func: str, *, ndim: int | None = None) -> tuple[int, ...]:
     """Return ``shape`` as a tuple of positive ints (of rank ``ndim`` if given, else >= 1)."""
@@ -62,11 +66,19 @@ def sample_budget(shape: tuple[int, ...], acceleration: float) -> int:
 
 
 def check_seed_int(seed, func: str) -> int | None:
-    """Return ``seed`` if it is None or an int in ``[0, 2**32)``; ValueError otherwise."""
+    """Return ``seed`` (an int, also given as a concrete 0-d integer array) if it is None or in
+    ``[0, 2**32)``; ValueError otherwise, saying so when the seed is traced under jit."""
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not (
-        0 <= seed < 2**32
-    ):
+    value = seed_value(seed, func)
+    if value is None or not 0 <= value < 2**32:
         raise ValueError(f"{func}: seed must be None or an int in [0, 2**32), got {seed!r}")
-    return int(seed)
+    return value
+
+
+def seed_value(seed, func: str) -> int | None:
+    """``seed`` as a Python int (a number or a concrete 0-d integer array), ``None`` when it is
+    not an integer; ValueError for a traced seed (the masks are drawn on the host)."""
+    if isinstance(seed, jax.core.Tracer):
+        raise _static_error(seed, "seed", func, "an int in [0, 2**32)")
+    return _scalar(seed, "int")

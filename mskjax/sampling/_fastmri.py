@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._checks import check_interval, check_positive_int
-from ._common import check_shape
+from ._common import check_shape, seed_value
 
 _PREFIX = "mskjax.sampling."
 
@@ -71,19 +71,17 @@ def _random_state(seed, func: str) -> np.random.RandomState:
     """A RandomState seeded as fastMRI seeds it: ``None``, an int, or a tuple of ints."""
     if seed is None:
         return np.random.RandomState()
-    values = seed if isinstance(seed, (tuple, list)) else (seed,)
-    valid = len(values) > 0 and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v < 2**32
-        for v in values
-    )
+    values = [seed_value(v, func)
+              for v in (seed if isinstance(seed, (tuple, list)) else (seed,))]
+    valid = len(values) > 0 and all(v is not None and 0 <= v < 2**32 for v in values)
     if not valid:
         raise ValueError(
             f"{func}: seed must be None, an int in [0, 2**32) or a non-empty tuple of such "
             f"ints, got {seed!r}"
         )
     if isinstance(seed, (tuple, list)):
-        return np.random.RandomState([int(v) for v in seed])
-    return np.random.RandomState(int(seed))
+        return np.random.RandomState(values)
+    return np.random.RandomState(values[0])
 
 
 # --------------------------------------------------------------------------- mask parts
