@@ -132,6 +132,9 @@ def check_spacing(spacing, ndim: int, func: str, *, what: str = "array",
     in the message (``"label map"``, ``"mask"``, ``"image"``)."""
     if spacing is None and optional:
         return (1.0,) * ndim
+    if any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(spacing)):
+        raise ValueError(f"{func}: spacing must be static under jit (numbers or a concrete "
+                         f"array, not a traced value), got {spacing!r}")
     values = None
     if not isinstance(spacing, (bool, str, bytes)):
         try:

@@ -180,3 +180,12 @@ def test_pipeline_undersample_traced_integer_mask(dtype):
     sample = pipeline.Sample(kspace=jnp.asarray(KSPACE), mask=jnp.asarray(MASK.astype(dtype)))
     out = jax.jit(stage.apply)((), sample)
     np.testing.assert_allclose(out.kspace, np.where(MASK, KSPACE, 0))
+
+
+@pytest.mark.parametrize(("wrap", "expected"), [(lambda s: s, (2.0, 2.0)),
+                                               (lambda s: (s, 1.0), (2.0, 1.0))])
+def test_check_spacing_traced_says_static(wrap, expected):
+    from mskjax._checks import check_spacing
+    with pytest.raises(ValueError, match=r"^f: spacing must be static under jit"):
+        jax.jit(lambda s: check_spacing(wrap(s), 2, "f"))(1.0)
+    assert check_spacing(wrap(jnp.asarray(2.0)), 2, "f") == expected
