@@ -69,9 +69,11 @@ def _data_range(data_range, gt, func):
     return jnp.asarray(data_range, gt.dtype)
 
 
-def _check_zero_peak(gt, data_range, func):
-    """Refuse a concrete ``gt`` whose maximum, the default ``data_range``, is 0."""
-    if data_range is None and _is_concrete(gt) and float(np.max(np.asarray(gt))) == 0:
+def _check_zero_peak(gt, data_range, func, *, all_zero=False):
+    """Refuse a concrete ``gt`` whose maximum, the default ``data_range``, is 0 (with
+    ``all_zero``: only a ``gt`` that is all zeros)."""
+    if data_range is None and _is_concrete(gt) and (
+            not np.any(np.asarray(gt)) if all_zero else float(np.max(np.asarray(gt))) == 0):
         raise ValueError(f"{func}: gt.max() is 0 (an all-zero or non-positive reference), so "
                          "the default data_range (gt.max(), as in fastMRI) is 0 and the metric "
                          "is undefined; pass data_range explicitly")
@@ -154,7 +156,7 @@ def _uniform_filter(x, size):
 
 def _checked_ssim_map(gt, pred, data_range, func):
     gt, pred = _pair(gt, pred, func)
-    _check_zero_peak(gt, data_range, func)
+    _check_zero_peak(gt, data_range, func, all_zero=True)
     check_ndim(gt, "gt", func, ndim=(2, 3), layout="(H, W) or (slices, H, W)")
     if min(gt.shape[-2:]) < WIN_SIZE:
         raise ValueError(
@@ -181,8 +183,9 @@ def _ssim_map(gt, pred, peak):
     c1 = (K1 * peak) ** 2
     c2 = (K2 * peak) ** 2
     local = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
-    # A zero peak (traced, or gt.max() == 0 under jit) leaves SSIM undefined: NaN, not 0.
-    return jnp.where(peak == 0, jnp.asarray(jnp.nan, local.dtype), local)
+    # A zero peak with an all-zero gt leaves SSIM undefined: NaN, not 0.
+    undefined = (peak == 0) & jnp.all(gt == 0)
+    return jnp.where(undefined, jnp.asarray(jnp.nan, local.dtype), local)
 
 
 def ssim_map(gt: ArrayLike, pred: ArrayLike, *,
@@ -204,8 +207,7 @@ def ssim_map(gt: ArrayLike, pred: ArrayLike, *,
 
     Raises:
         ValueError: (besides bad shapes, values and ``data_range``) ``data_range=None`` with
-            ``gt.max() == 0`` (e.g. an all-zero reference): the constants ``(K data_range)^2``
-            vanish and SSIM is 0/0. The check runs on concrete arrays; under ``jit`` the result
+            an all-zero ``gt``: the constants ``(K data_range)^2`` vanish and SSIM is 0/0. The check runs on concrete arrays; under ``jit`` the result
             is then NaN (where fastMRI's arithmetic would give NaN or a meaningless 0).
     """
     return _checked_ssim_map(gt, pred, data_range, "mskjax.metrics.ssim_map")
@@ -232,8 +234,7 @@ def ssim(gt: ArrayLike, pred: ArrayLike, *, data_range: ArrayLike | None = None)
 
     Raises:
         ValueError: (besides bad shapes, values and ``data_range``) ``data_range=None`` with
-            ``gt.max() == 0`` (e.g. an all-zero reference): the constants ``(K data_range)^2``
-            vanish and SSIM is 0/0. The check runs on concrete arrays; under ``jit`` the result
+            an all-zero ``gt``: the constants ``(K data_range)^2`` vanish and SSIM is 0/0. The check runs on concrete arrays; under ``jit`` the result
             is then NaN (where fastMRI's arithmetic would give NaN or a meaningless 0).
     """
     return _crop_mean(_checked_ssim_map(gt, pred, data_range, "mskjax.metrics.ssim"))

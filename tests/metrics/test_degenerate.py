@@ -29,3 +29,12 @@ def test_all_zero_reference_under_jit_is_not_finite(metric, pred):
 def test_all_zero_reference_with_data_range_is_defined(metric):
     assert np.isfinite(float(metric(ZERO, PRED, data_range=1.0)))
     assert np.isfinite(float(metric(ZERO, ZERO + 0.5, data_range=1.0)))
+
+
+def test_non_positive_reference_keeps_fastmri_ssim():
+    """Only an all-zero reference is refused by SSIM; a non-positive one keeps the arithmetic."""
+    gt = -PRED
+    gt[0, 0, 0] = 0.0  # gt.max() == 0, not constant
+    assert np.isfinite(float(ssim(gt, -PRED)))
+    with pytest.raises(ValueError, match=r"mskjax\.metrics\.psnr: gt\.max\(\) is 0"):
+        psnr(gt, -PRED)
