@@ -167,13 +167,15 @@ def check_positive_int(value, name: str, func: str, *, minimum: int = 1):
 
 def normalize_axes(axes, ndim: int, name: str, func: str) -> tuple[int, ...]:
     """Return ``axes`` as a tuple of distinct non-negative ints, validated against ``ndim``."""
-    if isinstance(axes, numbers.Integral):
+    if any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(axes)):
+        raise _static_error(axes, name, func, "an int or a sequence of ints")
+    if isinstance(axes, numbers.Integral) or _scalar(axes, "int") is not None:
         axes = (axes,)
     if isinstance(axes, (str, bytes)) or not all(
-            isinstance(a, numbers.Integral) and not isinstance(a, bool)
+            _scalar(a, "int") is not None
             for a in (axes if hasattr(axes, "__iter__") else [None])):
         raise TypeError(f"{func}: {name} must be an int or a sequence of ints, got {axes!r}")
-    out = tuple(int(a) for a in axes)
+    out = tuple(_scalar(a, "int") for a in axes)
     for a in out:
         if not -ndim <= a < ndim:
             raise ValueError(f"{func}: {name} {axes!r} out of range for an array of rank {ndim}")

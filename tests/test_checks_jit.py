@@ -189,3 +189,13 @@ def test_check_spacing_traced_says_static(wrap, expected):
     with pytest.raises(ValueError, match=r"^f: spacing must be static under jit"):
         jax.jit(lambda s: check_spacing(wrap(s), 2, "f"))(1.0)
     assert check_spacing(wrap(jnp.asarray(2.0)), 2, "f") == expected
+
+
+def test_normalize_axes_concrete_and_traced():
+    from mskjax._checks import normalize_axes
+    assert normalize_axes(jnp.asarray(1), 3, "axes", "f") == (1,)
+    assert normalize_axes((np.int64(0), jnp.asarray(-1)), 3, "axes", "f") == (0, 2)
+    with pytest.raises(TypeError, match=r"^f: axes must be an int or a sequence of ints"):
+        normalize_axes((jnp.asarray(0.5),), 3, "axes", "f")
+    with pytest.raises(ValueError, match=r"^f: axes must be static under jit"):
+        jax.jit(lambda a: normalize_axes(a, 3, "axes", "f"))(1)
