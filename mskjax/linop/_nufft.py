@@ -165,9 +165,24 @@ def check_eps(eps, func: str) -> float:
 
 
 def _points(coords, grid, dtype):
-    """jax-finufft's points: one flat ``(M,)`` array of radians per transformed axis."""
+    """jax-finufft's points, one flat ``(M,)`` array of radians per transformed axis, and an
+    ``(M,)`` bool of the points whose coordinates are finite.
+
+    Under ``jit`` the finiteness and range checks of :func:`check_coords` cannot run, and a NaN
+    point crashes FINUFFT: non-finite coordinates become 0 here (callers make their results
+    NaN), and every coordinate is wrapped into ``[-pi, pi]``, which is exact (the transform is
+    periodic in ``k`` with period ``n``) and leaves valid coordinates and their gradients as
+    they are.
+    """
     flat = coords.reshape(-1, len(grid)).astype(dtype)
-    return tuple(flat[:, a] * (2 * math.pi / n) for a, n in enumerate(grid))
+    finite = jnp.all(jnp.isfinite(flat), axis=-1)
+    flat = jnp.where(finite[:, None], flat, jnp.zeros((), dtype))
+    points = []
+    for a, n in enumerate(grid):
+        radians = flat[:, a] * (2 * math.pi / n)
+        points.append(radians - (2 * math.pi) * jax.lax.stop_gradient(
+            jnp.round(radians / (2 * math.pi))))
+    return tuple(points), finite
 
 
 def _real_dtype(x):
@@ -185,9 +200,11 @@ def nufft_forward(x, coords, grid, eps):
     ndim = len(grid)
     lead = x.shape[:x.ndim - ndim]
     source = x.reshape((-1, *grid))
-    y = nufft2(source, *_points(coords, grid, _real_dtype(x)), iflag=-1, eps=eps)
+    points, finite = _points(coords, grid, _real_dtype(x))
+    y = nufft2(source, *points, iflag=-1, eps=eps)
     scale = jnp.asarray(1 / math.sqrt(math.prod(grid)), _real_dtype(x))
-    return (y * scale).reshape((*lead, *coords.shape[:-1]))
+    y = jnp.where(finite, y * scale, jnp.asarray(jnp.nan, y.dtype))  # NaN where coords are
+    return y.reshape((*lead, *coords.shape[:-1]))
 
 
 def nufft_adjoint(y, coords, grid, eps):
@@ -196,9 +213,11 @@ def nufft_adjoint(y, coords, grid, eps):
     traj_ndim = coords.ndim - 1
     lead = y.shape[:y.ndim - traj_ndim]
     source = y.reshape((-1, math.prod(coords.shape[:-1])))
-    x = nufft1(tuple(grid), source, *_points(coords, grid, _real_dtype(y)), iflag=1, eps=eps)
+    points, finite = _points(coords, grid, _real_dtype(y))
+    x = nufft1(tuple(grid), source, *points, iflag=1, eps=eps)
     scale = jnp.asarray(1 / math.sqrt(math.prod(grid)), _real_dtype(y))
-    return (x * scale).reshape((*lead, *grid))
+    x = jnp.where(jnp.all(finite), x * scale, jnp.asarray(jnp.nan, x.dtype))
+    return x.reshape((*lead, *grid))
 
 
 def toeplitz_kernel(coords, grid, eps, weights=None, dtype=jnp.float32):
@@ -210,8 +229,10 @@ def toeplitz_kernel(coords, grid, eps, weights=None, dtype=jnp.float32):
     w2 = (jnp.ones(trajectory, dtype) if weights is None
           else jnp.broadcast_to(jnp.asarray(weights, dtype) ** 2, trajectory))
     big = tuple(2 * n for n in grid)
-    psf = nufft1(big, w2.reshape(-1).astype(complex_dtype), *_points(coords, grid, dtype),
+    points, finite = _points(coords, grid, dtype)
+    psf = nufft1(big, w2.reshape(-1).astype(complex_dtype), *points,
                  iflag=1, eps=eps) / math.prod(grid)
+    psf = jnp.where(jnp.all(finite), psf, jnp.asarray(jnp.nan, psf.dtype))
     # Mode index j holds d = j - n; the d = -n entries are never used: zero them (Hermitian).
     for axis in range(len(grid)):
         psf = psf.at[(slice(None),) * axis + (0,)].set(0)

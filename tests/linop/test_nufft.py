@@ -211,3 +211,24 @@ def test_bad_shapes():
     op = linop.NUFFT(np.zeros((5, 2)), shape=(8, 8))
     with pytest.raises(ValueError, match=r"input must have shape \(8, 8\)"):
         op(np.zeros((8, 9), np.complex64))
+
+
+def test_under_jit_nan_coordinates_give_nan_not_a_crash_and_wrapping_is_exact():
+    shape = (8, 6)
+    coords = _coords(shape, 12, seed=16, dtype=np.float32)
+    x = random_complex(np.random.default_rng(16), shape)
+    bad = coords.copy()
+    bad[3, 1] = np.nan
+
+    @jax.jit
+    def run(c):
+        op = linop.NUFFT(c, shape=shape)
+        return op(x), op.H(jnp.ones(12, jnp.complex64)), op.N(x)
+
+    y, back, normal = (np.asarray(a) for a in run(bad))
+    assert np.isnan(y[3]) and np.all(np.isfinite(np.delete(y, 3)))
+    assert np.all(np.isnan(back)) and np.all(np.isnan(normal))
+    # A coordinate shifted by a whole grid period is the same frequency: exact under jit.
+    shifted = coords.copy()
+    shifted[:, 0] += 8 * np.array([1, -2, 3] * 4)
+    np.testing.assert_allclose(run(shifted)[0], run(coords)[0], rtol=1e-4, atol=1e-5)
