@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import metrics, recon
-from ..io import read_fastmri
+from ..io import fastmri_slices, read_fastmri
 from ..train import fastmri_eval_example
 from ._learned import input_scale, num_low_frequencies, sensitivity_maps
 
@@ -28,7 +28,8 @@ Method = Callable[[jax.Array, jax.Array, int], jax.Array]
 
 
 def data_files(folder: str | os.PathLike, split: str, func: str) -> list[Path]:
-    """The ``.h5`` files of ``folder/split`` (a make-kspace-set folder) or of ``folder``."""
+    """The ``.h5`` files of ``folder/split`` (a make-kspace-set folder) or of ``folder``; only
+    those its manifest lists when the set has one (as :func:`mskjax.io.fastmri_slices`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{func}: {folder}: no such folder")
@@ -39,7 +40,7 @@ def data_files(folder: str | os.PathLike, split: str, func: str) -> list[Path]:
         where = f"{sub} or {folder}" if chosen is folder else str(sub)
         raise ValueError(f"{func}: no fastMRI .h5 files in {where}; make a set with "
                          "`mskjax data make-kspace-set`")
-    return files
+    return sorted({path for path, _ in fastmri_slices(chosen)})
 
 
 def read_fully_sampled(path: Path, func: str) -> np.ndarray:

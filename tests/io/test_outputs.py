@@ -299,3 +299,18 @@ def test_segmentation_reader_reads_only_what_the_manifest_lists(tmp_path):
     (folder / "manifest.json").unlink()
     assert [name for name, _, _ in io.segmentation_pairs(folder, "train")] == [
         "stale", "subject-000"]
+
+
+def test_train_and_eval_recon_read_only_the_files_the_manifest_lists(tmp_path):
+    import shutil
+
+    from mskjax.cli._evaluate import data_files
+
+    out = tmp_path / "set"
+    images = np.random.default_rng(0).random((4, 16, 12)).astype(np.float32)
+    np.savez(tmp_path / "images.npz", images=images, subject=np.arange(4))
+    io.make_kspace_set(tmp_path / "images.npz", out, num_coils=2, val_fraction=0.5, seed=0,
+                       recon_size=(16, 12), progress=False)
+    listed = data_files(out, "train", "mskjax train recon")
+    shutil.copy(listed[0], out / "train" / "stale.h5")
+    assert data_files(out, "train", "mskjax train recon") == listed
