@@ -153,6 +153,8 @@ def run_demo(*, data=None, slice_index=None, out="mskjax-demo", num_coils=8, acc
         raise ValueError(f"mskjax demo: --seg-steps must be an integer >= 0, got {seg_steps!r}")
     if isinstance(cls_steps, bool) or not isinstance(cls_steps, int) or cls_steps < 0:
         raise ValueError(f"mskjax demo: --cls-steps must be an integer >= 0, got {cls_steps!r}")
+    if isinstance(num_coils, bool) or not isinstance(num_coils, int) or num_coils < 1:
+        raise ValueError(f"mskjax demo: --coils must be a positive integer, got {num_coils!r}")
     check_trajectory_options(trajectory=trajectory, spokes=spokes, interleaves=interleaves,
                              density=density, acceleration=acceleration,
                              center_fraction=center_fraction, checkpoint=checkpoint)

@@ -8,6 +8,7 @@ with other settings, or anything else, is refused.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -90,6 +91,30 @@ def run_training(step_fn: Callable, state, batch_of: Callable[[int], Any], *, ou
     Returns:
         ``(state, summary)``: the summary's fields common to every training command.
     """
+    try:
+        return _train_loop(step_fn, state, batch_of, out=out, ckpt=ckpt, run_config=run_config,
+                           steps=steps, max_minutes=max_minutes,
+                           checkpoint_every=checkpoint_every, progress=progress, desc=desc,
+                           func=func)
+    except BaseException:
+        discard_unsaved_run(out, ckpt)
+        raise
+
+
+def discard_unsaved_run(out: Path, ckpt: Path) -> None:
+    """After a failed or interrupted run that saved no checkpoint: remove what it wrote (its
+    ``metrics.jsonl``, the empty ``checkpoints/`` and ``out`` itself when it is left empty), so
+    that no partial run is left behind. A run with a checkpoint is kept: it resumes."""
+    if not ckpt.is_dir() or train.latest_step(ckpt) is not None:
+        return
+    (out / "metrics.jsonl").unlink(missing_ok=True)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
+def _train_loop(step_fn, state, batch_of, *, out, ckpt, run_config, steps, max_minutes,
+                checkpoint_every, progress, desc, func):
     start = int(state.step)
     budget = None if max_minutes is None else 60.0 * max_minutes
     elapsed, compile_s, last_saved, skipped_in_row = 0.0, None, start, 0

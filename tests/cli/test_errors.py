@@ -181,6 +181,7 @@ def no_simulation(monkeypatch):
     (["--acceleration", "-2"], "acceleration"),
     (["--center-fraction", "1.5"], "center_fraction"),
     (["--center-fraction", "0"], "center_fraction"),
+    (["--coils", "0"], "--coils must be a positive integer, got 0"),
 ])
 def test_demo_bad_mask_options_fail_before_the_simulation(tmp_path, capsys, image_file,
                                                           no_simulation, options, message):
@@ -305,3 +306,51 @@ def test_make_kspace_set_empty_image_set_fails(tmp_path, capsys):
     err = _one_error_line(capsys.readouterr().err)
     assert code != 0 and "no images" in err and str(images) in err
     assert _listing(tmp_path) == ["empty.npz"]
+
+
+def _tiny_run(tmp_path):
+    import optax
+
+    from mskjax import train
+    from mskjax.cli._run import prepare_run_folder
+
+    out, ckpt = prepare_run_folder(tmp_path / "run", "mskjax train test")
+    state = train.init_train_state({"w": np.ones(2, np.float32)}, optax.sgd(0.1), key=0)
+    return out, ckpt, state
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_training_stopped_before_a_checkpoint_leaves_no_run_folder(tmp_path, error):
+    from mskjax.cli._run import run_training
+
+    out, ckpt, state = _tiny_run(tmp_path)
+
+    def step(state, batch):
+        raise error("stopped")
+
+    with pytest.raises(error):
+        run_training(step, state, lambda s: None, out=out, ckpt=ckpt,
+                     run_config={"model": {"name": "test", "kwargs": {}}}, steps=5,
+                     max_minutes=None, checkpoint_every=2, progress=False, desc="test",
+                     func="mskjax train test")
+    assert _listing(tmp_path) == []
+
+
+def test_training_stopped_after_a_checkpoint_keeps_the_run_to_resume(tmp_path):
+    from mskjax import train
+    from mskjax.cli._run import run_training
+
+    out, ckpt, state = _tiny_run(tmp_path)
+
+    def step(state, batch):
+        if int(state.step) == 2:
+            raise KeyboardInterrupt
+        return state._replace(step=state.step + 1), {"loss": 1.0}
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(step, state, lambda s: None, out=out, ckpt=ckpt,
+                     run_config={"model": {"name": "test", "kwargs": {}}}, steps=5,
+                     max_minutes=None, checkpoint_every=2, progress=False, desc="test",
+                     func="mskjax train test")
+    assert train.latest_step(ckpt) == 2
+    assert (out / "metrics.jsonl").is_file()
