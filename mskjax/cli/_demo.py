@@ -247,7 +247,11 @@ def _run_demo(*, data, slice_index, out, num_coils, acceleration, center_fractio
 
     bar.set_postfix_str("ESPIRiT + CG-SENSE + L1-wavelet")
     calib = max(8, min(24, int(num_low)))
-    maps = coils.espirit(undersampled, calib_width=(24, calib), kernel_width=min(6, calib - 1))
+    # A kernel of at most half the calibration width: on a small image the region is narrow
+    # (8 lines around 3 fully sampled ones at 48 x 40), and a wider kernel leaves too few
+    # shifts for ESPIRiT to find the signal space (every eigenvalue below its crop).
+    maps = coils.espirit(undersampled, calib_width=(24, calib),
+                         kernel_width=min(6, max(3, calib // 2)))
     recons = {
         "zero-filled": np.asarray(result.image),
         "CG-SENSE": np.abs(np.asarray(recon.cg_sense(undersampled, maps, mask=mask,
