@@ -24,7 +24,11 @@ def as_array(x, name: str, func: str):
     if isinstance(x, (jax.Array, np.ndarray, jax.core.Tracer)):
         return x
     if isinstance(x, (list, tuple, numbers.Number)):
-        return np.asarray(x)
+        try:
+            return np.asarray(x)
+        except ValueError as err:  # a ragged nested list
+            raise TypeError(f"{func}: {name} must be an array (a nested list of one shape), "
+                            f"got a {type(x).__name__} that numpy cannot stack ({err})") from None
     raise TypeError(f"{func}: {name} must be an array, got {type(x).__name__}")
 
 

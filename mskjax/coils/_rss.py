@@ -39,16 +39,28 @@ def rss(x: ArrayLike, *, axis: int | Sequence[int] = 0) -> jax.Array:
     Returns:
         Real array of ``x``'s shape without ``axis`` (float32 for complex64 or float32 input).
         Safe under ``jit``, ``vmap`` and ``grad``: the gradient at a pixel where every coil is
-        zero is 0, not NaN. A NaN in any coil makes that pixel NaN (never 0).
+        zero is 0, not NaN. A NaN in any coil makes that pixel NaN (never 0). Computed on
+        values scaled by their largest component, so huge (1e30) and tiny (1e-30) float32
+        values neither overflow nor underflow.
     """
     func = "mskjax.coils.rss"
     x = as_array(x, "x", func)
     check_inexact(x, "x", func)
     check_ndim(x, "x", func, min_ndim=1, layout="at least 1-dimensional, e.g. (coils, *spatial)")
     axes = normalize_axes(axis, x.ndim, "axis", func)
+    if any(x.shape[a] == 0 for a in axes):
+        raise ValueError(f"{func}: x must hold at least one coil along axis {axis}, got shape "
+                         f"{tuple(x.shape)}")
     return _rss(jnp.asarray(x), axes)
 
 
 @functools.partial(jax.jit, static_argnums=1)
 def _rss(x, axes):
-    return safe_sqrt(jnp.sum(squared_magnitude(x), axis=axes))
+    # Scale by the largest real or imaginary component (a constant for the gradient: rss is
+    # homogeneous of degree 1); 1 where that is 0, infinite or NaN, which then shows through.
+    parts = jnp.maximum(jnp.abs(jnp.real(x)), jnp.abs(jnp.imag(x))) if jnp.iscomplexobj(x) \
+        else jnp.abs(x)
+    scale = jax.lax.stop_gradient(jnp.max(parts, axis=axes, keepdims=True))
+    scale = jnp.where((scale > 0) & jnp.isfinite(scale), scale, jnp.ones((), scale.dtype))
+    power = jnp.sum(squared_magnitude(x / scale), axis=axes)
+    return safe_sqrt(power) * jnp.squeeze(scale, axis=axes)

@@ -386,10 +386,13 @@ def _check_operator(op, func):
 
 
 def _check_shape_tuple(shape, func) -> tuple:
-    try:
-        shape = tuple(int(n) for n in shape)
-    except TypeError:
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
         raise TypeError(f"{func}: shape must be a tuple of ints, got {shape!r}")
+    shape = tuple(shape)
+    if not all(isinstance(n, (numbers.Integral, np.integer)) and not isinstance(n, bool)
+               for n in shape):
+        raise TypeError(f"{func}: shape must be a tuple of ints, got {shape!r}")
+    shape = tuple(int(n) for n in shape)
     if not shape or any(n < 1 for n in shape):
         raise ValueError(f"{func}: shape must be a non-empty tuple of positive ints, got {shape}")
     return shape

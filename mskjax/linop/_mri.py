@@ -135,6 +135,8 @@ def check_maps(maps: ArrayLike, func: str) -> jax.Array:
     """Validate coil sensitivity maps ``(coils, *spatial)``; return them as a JAX array."""
     maps = as_array(maps, "maps", func)
     check_ndim(maps, "maps", func, min_ndim=2, layout="(coils, *spatial)")
+    if 0 in maps.shape:
+        raise ValueError(f"{func}: maps must not be empty, got shape {tuple(maps.shape)}")
     check_complex(maps, "maps", func)
     check_finite(maps, "maps", func)
     return jnp.asarray(maps)
@@ -179,6 +181,8 @@ class Mask(LinearOperator):
     def __init__(self, mask: ArrayLike, *, shape: Sequence[int] | None = None):
         func = "mskjax.linop.Mask"
         mask = as_array(mask, "mask", func)
+        if 0 in np.shape(mask):
+            raise ValueError(f"{func}: mask must not be empty, got shape {tuple(mask.shape)}")
         shape = tuple(mask.shape) if shape is None else _check_shape_tuple(shape, func)
         mask = check_mask(mask, shape, func)
         self._set(mask=mask, ishape=shape, oshape=shape)
