@@ -18,6 +18,8 @@ from ._common import calibration_slices, check_calib, check_seed_int, check_shap
 # about a thousand full-density draws.
 _CHECK_REACH_BELOW = 3.0
 _MAX_ATTEMPTS = 30  # sigpy.mri.poisson's default, which poisson_disc uses
+_TOLERANCE = 0.1  # sigpy.mri.poisson's default tolerance on the acceleration
+_MAX_BISECTIONS = 200  # far beyond the ~60 halvings that exhaust float64 between 0 and max(shape)
 
 
 @contextlib.contextmanager
@@ -124,6 +126,38 @@ def _densest_acceleration(shape, calib, crop_corner: bool, seed: int) -> float |
     return nx * ny / max(float(mask.sum()), 1.0)
 
 
+def _slope_search(shape, acceleration, calib, crop_corner: bool, seed: int, kernel):
+    """``sigpy.mri.poisson``'s search, step for step on sigpy's own pattern kernel, but with a
+    bounded number of bisections: sigpy's loop never ends when no slope gives an acceleration
+    within its tolerance (the achieved acceleration jumps between two neighbouring slopes).
+    Returns the float mask sigpy returns whenever sigpy's search ends, or None."""
+    ny, nx = shape
+    y, x = np.mgrid[:ny, :nx]
+    x = np.maximum(abs(x - nx / 2) - calib[-1] / 2, 0)
+    x /= x.max()
+    y = np.maximum(abs(y - ny / 2) - calib[-2] / 2, 0)
+    y /= y.max()
+    r = np.sqrt(x**2 + y**2)
+    slope_max, slope_min = max(nx, ny), 0
+    for _ in range(_MAX_BISECTIONS):
+        if not slope_min < slope_max:
+            break
+        slope = (slope_max + slope_min) / 2
+        radius_x = np.clip((1 + r * slope) * nx / max(nx, ny), 1, None)
+        radius_y = np.clip((1 + r * slope) * ny / max(nx, ny), 1, None)
+        mask = kernel(nx, ny, _MAX_ATTEMPTS, radius_x, radius_y, calib, seed)
+        if crop_corner:
+            mask *= r < 1
+        actual = nx * ny / np.sum(mask)
+        if abs(actual - acceleration) < _TOLERANCE:
+            return mask
+        if actual < acceleration:
+            slope_min = slope
+        else:
+            slope_max = slope
+    return None
+
+
 def poisson_disc(shape: Sequence[int], *, acceleration: float,
                  calib: int | Sequence[int] = (0, 0), seed: int | None = 0,
                  crop_corner: bool = True) -> np.ndarray:
@@ -137,7 +171,9 @@ def poisson_disc(shape: Sequence[int], *, acceleration: float,
     Args:
         shape: ``(ky, kz)``, two positive ints.
         acceleration: the target ``prod(shape) / samples``, a real number > 1. Very low values
-            (below about 1.3, or 1.7 with ``crop_corner``) are out of a Poisson disc's reach.
+            (below about 1.3, or 1.7 with ``crop_corner``) are out of a Poisson disc's reach, and
+            and on a small grid some values are skipped by every density (20 on 16 x 16): both
+            are a ValueError.
         calib: the fully sampled calibration box ``(cy, cz)`` (or one int for both), each in
             ``[0, n)``. Box indices on an axis of size n start at ``n // 2 - c // 2`` (the box
             holds the k-space centre ``n // 2``). For an odd ``c`` on an even axis sigpy's own
@@ -166,6 +202,7 @@ def poisson_disc(shape: Sequence[int], *, acceleration: float,
 
     try:
         import sigpy.mri
+        import sigpy.mri.samp
     except ImportError as err:  # an optional dependency
         raise ImportError("mskjax.sampling.poisson_disc draws with sigpy: pip install "
                           "'mskjax[poisson]'", name="sigpy") from err
@@ -179,14 +216,24 @@ def poisson_disc(shape: Sequence[int], *, acceleration: float,
                     f"crop_corner={bool(crop_corner)}: the densest Poisson disc gives about "
                     f"{densest:.2f}"
                 )
-        try:
-            mask = sigpy.mri.poisson(shape, acceleration, calib=calib, dtype=np.float32,
-                                     crop_corner=bool(crop_corner), seed=seed)
-        except ValueError as error:
-            raise ValueError(
-                f"{func}: sigpy found no Poisson disc with acceleration {acceleration!r} on "
-                f"{shape} (calib {calib}, crop_corner={bool(crop_corner)}): {error}"
-            ) from None
+        kernel = getattr(sigpy.mri.samp, "_poisson", None)
+        if kernel is not None:
+            mask = _slope_search(shape, acceleration, calib, bool(crop_corner), seed, kernel)
+            if mask is None:
+                raise ValueError(
+                    f"{func}: no Poisson disc with acceleration {acceleration!r} on {shape} "
+                    f"(calib {calib}, crop_corner={bool(crop_corner)}): the achieved "
+                    "acceleration jumps past it between neighbouring densities; try a nearby "
+                    "value or a larger grid")
+        else:  # another sigpy's internals: its own search (which may not end, see above)
+            try:
+                mask = sigpy.mri.poisson(shape, acceleration, calib=calib, dtype=np.float32,
+                                         crop_corner=bool(crop_corner), seed=seed)
+            except ValueError as error:
+                raise ValueError(
+                    f"{func}: sigpy found no Poisson disc with acceleration {acceleration!r} "
+                    f"on {shape} (calib {calib}, crop_corner={bool(crop_corner)}): {error}"
+                ) from None
     mask = np.asarray(mask) != 0
     mask[calibration_slices(shape, calib)] = True
     return mask

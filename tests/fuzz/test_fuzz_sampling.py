@@ -80,8 +80,6 @@ def test_variable_density_bad_key_gives_a_clean_error(key):
         sampling.variable_density(key, (16, 16), acceleration=4.0)
 
 
-@pytest.mark.xfail(strict=True, reason="poisson_disc((16, 16), acceleration=20) never returns "
-                   "(sigpy's loop cannot reach the density; no error)")
 def test_poisson_disc_unreachable_acceleration_returns_promptly():
     code = ("from mskjax import sampling\n"
             "try:\n    sampling.poisson_disc((16, 16), acceleration=20, seed=0)\n"

@@ -153,3 +153,27 @@ def test_bad_inputs(kwargs, error, message):
     shape = kwargs.pop("shape")
     with pytest.raises(error, match=f"mskjax.sampling.poisson_disc: {message}"):
         poisson_disc(shape, **kwargs)
+
+
+@pytest.mark.parametrize("shape, acceleration, calib, crop_corner, seed", [
+    ((64, 64), 8, (0, 0), True, 0), ((48, 32), 4, (8, 6), False, 3),
+    ((80, 60), 6.5, (12, 12), True, 11), ((33, 47), 3, (5, 7), False, 7),
+])
+def test_equals_sigpy_poisson_where_its_search_ends(shape, acceleration, calib, crop_corner,
+                                                    seed):
+    import sigpy.mri
+
+    from mskjax.sampling._common import calibration_slices
+
+    theirs = sigpy.mri.poisson(shape, acceleration, calib=calib, dtype=np.float32,
+                               crop_corner=crop_corner, seed=seed) != 0
+    theirs[calibration_slices(shape, calib)] = True
+    ours = poisson_disc(shape, acceleration=acceleration, calib=calib, seed=seed,
+                        crop_corner=crop_corner)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_skipped_acceleration_is_an_error_not_a_hang():
+    with pytest.raises(ValueError, match="mskjax.sampling.poisson_disc: no Poisson disc with "
+                                         "acceleration 20 on"):
+        poisson_disc((16, 16), acceleration=20, seed=0)
