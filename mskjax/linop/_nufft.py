@@ -304,7 +304,10 @@ class NUFFT(LinearOperator):
         return nufft_adjoint(weigh(self.weights, y), self.coords, self.grid, self.eps)
 
     def _normal(self, x):
-        return self.N._apply(x) if self.toeplitz else self._adjoint(self._apply(x))
+        # One application inside a composite operator (``(a * A).N``): forward then adjoint.
+        # The Toeplitz kernel costs a type-1 NUFFT on the 2x grid, worth it only when ``A.N``
+        # is taken once and applied many times, as the solvers do.
+        return self._adjoint(self._apply(x))
 
     @property
     def N(self) -> LinearOperator:

@@ -71,7 +71,8 @@ class NufftSense(LinearOperator):
         return jnp.sum(jnp.conj(self.maps) * coil_images, axis=0)
 
     def _normal(self, x):
-        return self.N._apply(x) if self.toeplitz else self._adjoint(self._apply(x))
+        # As NUFFT._normal: the Toeplitz kernel only where A.N is taken once and reused.
+        return self._adjoint(self._apply(x))
 
     @property
     def N(self) -> LinearOperator:
