@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from .._checks import as_array, check_complex, check_finite, check_positive_int, check_shape
-from ..coils import rss
+from .._checks import check_positive_int
 from ..linop import NUFFT, check_coords, check_kspace_on_coords, check_weights
+from ._zero_filled import combine_coils
 
 
 def gridding(kspace: ArrayLike, coords: ArrayLike, *, shape: Sequence[int],
@@ -49,11 +49,4 @@ def gridding(kspace: ArrayLike, coords: ArrayLike, *, shape: Sequence[int],
         density = check_weights(density, coords.shape[:-1], func, "density")
         kspace = kspace * density.astype(jnp.finfo(kspace.dtype).dtype)
     operator = NUFFT(coords, shape=(kspace.shape[0], *shape), eps=eps)
-    coil_images = operator.H(kspace)
-    if maps is None:
-        return rss(coil_images, axis=0)
-    maps = as_array(maps, "maps", func)
-    check_complex(maps, "maps", func)
-    check_shape(maps, coil_images.shape, "maps", func, layout="(coils, *shape)")
-    check_finite(maps, "maps", func)
-    return jnp.sum(jnp.conj(jnp.asarray(maps)) * coil_images, axis=0)
+    return combine_coils(operator.H(kspace), maps, func, "(coils, *shape)")

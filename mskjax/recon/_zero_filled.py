@@ -44,11 +44,16 @@ def zero_filled(kspace: ArrayLike, *, maps: ArrayLike | None = None) -> jax.Arra
     check_complex(kspace, "kspace", func)
     check_finite(kspace, "kspace", func)
     spatial = tuple(range(1, kspace.ndim))
-    coil_images = ifftnc(kspace, axes=spatial)
+    return combine_coils(ifftnc(kspace, axes=spatial), maps, func, "(the k-space shape)")
+
+
+def combine_coils(coil_images, maps, func: str, layout: str) -> jax.Array:
+    """Root-sum-of-squares of ``(coils, *spatial)`` coil images without ``maps``; with maps
+    (validated against the images' shape, ``layout`` naming it) ``sum_c conj(S_c) x_c``."""
     if maps is None:
         return rss(coil_images, axis=0)
     maps = as_array(maps, "maps", func)
     check_complex(maps, "maps", func)
-    check_shape(maps, kspace.shape, "maps", func, layout="(the k-space shape)")
+    check_shape(maps, coil_images.shape, "maps", func, layout=layout)
     check_finite(maps, "maps", func)
-    return jnp.sum(jnp.conj(maps) * coil_images, axis=0)
+    return jnp.sum(jnp.conj(jnp.asarray(maps)) * coil_images, axis=0)
