@@ -30,6 +30,8 @@ float32, labels int32.
 """
 
 from ._anatomy import JOINT_GAP_MM, KL_GRADE_TABLE, KneeAnatomy
+from ._ct import (CT_TISSUE_CLASSES, WATER_ATTENUATION_PER_CM, attenuation_from_hounsfield,
+                  attenuation_map, ct_tissue_classes, hounsfield_units)
 from ._contrast import (CONTRASTS, fast_spin_echo, multi_echo_spin_echo, qdess, render,
                         spoiled_gradient_echo, t1rho_prepared)
 from ._deform import elastic_deformation
@@ -103,6 +105,12 @@ __all__ = [
     "REALISTIC_RADIOGRAPH",
     "radiograph_set",
     "ATTENUATION_PER_CM",
+    "attenuation_map",
+    "hounsfield_units",
+    "attenuation_from_hounsfield",
+    "ct_tissue_classes",
+    "CT_TISSUE_CLASSES",
+    "WATER_ATTENUATION_PER_CM",
     "insert_lesion",
     "InsertedLesion",
     "LESION_KINDS",
