@@ -12,6 +12,8 @@ operator and call these; speed lives in the operators' ``.N``.
 - :func:`fista`: ``min 1/2 ||A x - y||^2 + g(x)`` with a proximal map of ``g``.
 - :func:`primal_dual`: ``min 1/2 ||A x - y||^2 + g(K x)`` (Condat-Vu), e.g. total variation.
 - :func:`max_eigenvalue`: power iteration, for step sizes.
+- :func:`affine_projection`: ``x + A^+ (y - A x)``, the projection onto ``{x : A x = y}``
+  (exact data consistency), by CG on ``A.N``.
 - :mod:`mskjax.solvers.prox`: proximal maps (``soft_threshold``, ``l1``, ``l2_squared``, ...).
 
 Loops are ``lax.scan`` (fixed iteration counts, reverse-differentiable) or ``lax.while_loop``
@@ -19,6 +21,7 @@ Loops are ``lax.scan`` (fixed iteration counts, reverse-differentiable) or ``lax
 """
 
 from . import prox
+from ._affine_projection import affine_projection
 from ._cg import cg
 from ._fista import fista
 from ._operator import PROBE_MAX_SIZE
@@ -27,4 +30,4 @@ from ._primal_dual import primal_dual
 from ._result import SolverResult, Status
 
 __all__ = ["cg", "fista", "primal_dual", "max_eigenvalue", "prox", "SolverResult", "Status",
-           "PROBE_MAX_SIZE"]
+           "PROBE_MAX_SIZE", "affine_projection"]
