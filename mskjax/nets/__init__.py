@@ -17,8 +17,10 @@ from ._classifier import (TASKS, Classifier, ClassifierHead, class_probabilities
                           predict_class)
 from ._cnn3d import CNN3D
 from ._conv import conv, conv_transpose
+from ._deepresolve import DeepResolve
 from ._densenet import DenseNet
 from ._discriminator import PatchDiscriminator
+from ._gancs import GANCSGenerator
 from ._e2e_varnet import E2EVarNet, NormUNet
 from ._fastmri_weights import load_fastmri, to_fastmri_state_dict
 from ._modl import MoDL
@@ -35,7 +37,9 @@ from ._varnet import VarNet
 __all__ = ["conv", "conv_transpose", "instance_norm", "avg_pool", "ConvBlock",
            "TransposeConvBlock", "UNet", "NormUNet", "E2EVarNet", "load_fastmri",
            "to_fastmri_state_dict", "stage", "NetStage", "VarNet", "MoDL", "PatchDiscriminator",
+           "GANCSGenerator",
            "SegNet", "max_pool_with_indices", "max_unpool", "TriplanarCNN", "triplanar_patches",
            "sliding_window_inference", "Segmenter", "predict_labels", "TASKS", "Classifier",
            "ClassifierHead", "class_probabilities", "predict_class", "class_activation_map",
-           "grad_cam", "features_and_head", "ResNet", "DenseNet", "CNN3D", "MultiViewNet"]
+           "grad_cam", "features_and_head", "ResNet", "DenseNet", "CNN3D", "MultiViewNet",
+           "DeepResolve"]

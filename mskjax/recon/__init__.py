@@ -9,10 +9,11 @@ from ._batch import map_slices
 from ._cg_sense import cg_sense
 from ._grappa import grappa
 from ._gridding import gridding
+from ._interpolate import tricubic_upsample
 from ._l1_wavelet import l1_wavelet
 from ._result import Reconstruction
 from ._total_variation import total_variation
 from ._zero_filled import zero_filled
 
 __all__ = ["Reconstruction", "zero_filled", "cg_sense", "total_variation", "grappa", "l1_wavelet",
-           "map_slices", "gridding"]
+           "map_slices", "gridding", "tricubic_upsample"]

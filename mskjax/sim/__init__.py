@@ -18,6 +18,11 @@ from invisible to obvious; :func:`lesion_detection_example` draws a 2D slice thr
 (or the same place without it), :func:`multiview_example` three multi-slice planes of one knee,
 and :func:`detection_set` a whole set from a seed, split by subject.
 
+For MR-to-pseudo-CT synthesis: :func:`pseudo_ct_example` draws one subject's MR contrasts
+(channels-last) with the CT in Hounsfield units and the CT classes of the same deformed knee;
+:func:`mean_hounsfield_per_class` and :func:`pseudo_ct_from_classes` make the class-assignment
+baseline.
+
 For detection on real scans: :func:`insert_lesion` blends a cartilage defect, marrow oedema
 or meniscal cleft into a real magnitude image, with its exact mask and the image's own noise
 level, at a place that :func:`candidate_regions` finds in the image (or in a given region);
@@ -53,6 +58,9 @@ from ._radiograph import KneeRadiograph, knee_radiograph
 from ._radiograph_realism import REALISTIC_RADIOGRAPH
 from ._radiograph_set import radiograph_set
 from ._realism import REALISTIC_RENDERING
+from ._synthesis import (PSEUDO_CT_CONTRASTS, PseudoCTExample, mean_hounsfield_per_class,
+                         pseudo_ct_example, pseudo_ct_from_classes)
+from ._thick_slice import thick_slice
 from ._tissues import (FAT_RELAXATION, LESION_RIM_CHANGE, OEDEMA_CHANGE, TISSUE_PARAMETERS,
                        TissueMaps, tissue_maps)
 from ._xray import ATTENUATION_PER_CM
@@ -111,6 +119,11 @@ __all__ = [
     "ct_tissue_classes",
     "CT_TISSUE_CLASSES",
     "WATER_ATTENUATION_PER_CM",
+    "pseudo_ct_example",
+    "PseudoCTExample",
+    "PSEUDO_CT_CONTRASTS",
+    "mean_hounsfield_per_class",
+    "pseudo_ct_from_classes",
     "insert_lesion",
     "InsertedLesion",
     "LESION_KINDS",
@@ -120,4 +133,5 @@ __all__ = [
     "real_lesion_set",
     "LesionSet",
     "split_by_subject",
+    "thick_slice",
 ]
