@@ -3,8 +3,8 @@
 See :class:`LinearOperator` for the conventions. Operators: :class:`Identity`, :class:`FFT`,
 :class:`Mask`, :class:`Coils`, :class:`Sense`, :class:`SoftSense`, the non-Cartesian
 :class:`NUFFT` and :class:`NufftSense` (with Toeplitz normal operators), :class:`FiniteDifference`,
-:class:`Wavelet`; a user's own as :class:`Matrix` (a dense matrix) or :class:`FunctionOperator`
-(forward and adjoint functions); the algebra's
+:class:`Wavelet`, the CT projection :class:`Radon`; a user's own as :class:`Matrix` (a dense
+matrix) or :class:`FunctionOperator` (forward and adjoint functions); the algebra's
 building blocks :class:`Adjoint`, :class:`Normal`, :class:`Compose`, :class:`Sum` and
 :class:`Scaled` are public so that ``isinstance`` checks and pytree paths read well.
 """
@@ -18,6 +18,7 @@ from ._mri import (FFT, Coils, Mask, Sense, SenseNormal, SoftSense, apply_mask, 
 from ._nufft import (NUFFT, ToeplitzNormal, check_coords, check_eps, check_kspace_on_coords,
                      check_weights, coords_for_shape)
 from ._nufft_sense import NufftSense, NufftSenseNormal
+from ._radon import Radon
 from ._wavelet import Wavelet
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "Wavelet", "NUFFT", "ToeplitzNormal", "NufftSense", "NufftSenseNormal", "check_coords",
     "check_weights", "check_eps", "check_kspace_on_coords", "coords_for_shape",
     "Matrix", "FunctionOperator", "apply_mask", "check_mask", "check_maps", "reduce_mask",
+    "Radon",
 ]

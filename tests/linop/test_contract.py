@@ -81,6 +81,10 @@ CASES = {
         ishape=(6,), oshape=(6,)),
     "function_derived_adjoint": lambda: linop.FunctionOperator(
         lambda x: jnp.stack([x[1:] - x[:-1], 2 * x[1:]]), ishape=(5,), oshape=(2, 4)),
+    "radon_odd_default_detectors": lambda: linop.Radon(
+        (7, 6), np.linspace(0, np.pi, 5, endpoint=False), pixel_size=0.5),
+    "radon_square_normal": lambda: linop.Radon(
+        (8, 8), np.array([0.1, 0.9, 2.0], np.float32), num_detectors=8).N,
 }
 
 
@@ -187,8 +191,9 @@ def test_gradient_with_respect_to_input(op):
 
 def _polynomial(path) -> bool:
     """Whether ``A(x)`` is a polynomial in the leaf at ``path`` (the NUFFT's coordinates enter
-    through complex exponentials; their gradient is tested in tests/linop/test_nufft.py)."""
-    return not any(getattr(key, "name", None) == "coords" for key in path)
+    through complex exponentials, their gradient tested in tests/linop/test_nufft.py; the
+    Radon transform's angles through bilinear interpolation, tested in test_radon.py)."""
+    return not any(getattr(key, "name", None) in ("coords", "angles") for key in path)
 
 
 def test_gradient_with_respect_to_operator_arrays(op):
