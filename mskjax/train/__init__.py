@@ -18,6 +18,14 @@ The pieces a training loop is built from, each usable alone:
   kept, with the model's name and constructor kwargs and the training settings stored beside
   the arrays.
 - :class:`MetricsWriter` (JSON lines, resumable), :func:`read_metrics`, :class:`ProgressBar`.
+- MR-to-pseudo-CT synthesis: :func:`make_synthesis_step` (L1 on ``HU / 1000``, optionally
+  with a least-squares adversarial term against a conditional patch discriminator),
+  :func:`init_synthesis_state`, :func:`synthesis_generator`, :func:`predict_hounsfield`.
+- GANs: :class:`GANState` (a ``TrainState`` plus the discriminator's parameters and optimiser
+  state, saved and restored by the same checkpoint functions), :func:`init_gan_state`,
+  :func:`make_gan_train_step` (pixel + least-squares GAN loss, separate optimisers,
+  ``discriminator_steps`` per generator step) and :func:`restore_gan_checkpoint` (refuses a
+  discriminator trained with another generator).
 - Transfer learning: :func:`load_backbone` (a checkpoint's backbone into a new model),
   :func:`transfer_optimizer` (frozen or slower backbone), :func:`recompute_batch_statistics`
   (BatchNorm running statistics, which the train step does not update).
@@ -64,12 +72,15 @@ from ._augment import (ReconExample, augment_recon_example, draw_equispaced_mask
 from ._checkpoint import latest_step, read_checkpoint_config, restore_checkpoint, save_checkpoint
 from ._cross_contrast import (CrossContrastNets, CrossContrastState, cross_contrast_nets,
                              init_cross_contrast_state, make_cross_contrast_step)
+from ._gan import GANState, init_gan_state, make_gan_train_step, restore_gan_checkpoint
 from ._log import MetricsWriter, ProgressBar, read_metrics
 from ._model import merge_model, split_model
 from ._order import batch_indices
 from ._sharding import DataParallelStep, batch_mesh, data_parallel, replicate, shard_batch
 from ._state import TrainState, init_train_state
 from ._step import make_eval_step, make_train_step
+from ._synthesis import (HOUNSFIELD_SCALE, SynthesisState, init_synthesis_state,
+                         make_synthesis_step, predict_hounsfield, synthesis_generator)
 from ._transfer import load_backbone, recompute_batch_statistics, transfer_optimizer
 
 __all__ = [
@@ -82,4 +93,7 @@ __all__ = [
     "CrossContrastNets", "CrossContrastState", "init_cross_contrast_state",
     "make_cross_contrast_step", "cross_contrast_nets",
     "load_backbone", "transfer_optimizer", "recompute_batch_statistics",
+    "SynthesisState", "init_synthesis_state", "make_synthesis_step", "synthesis_generator",
+    "predict_hounsfield", "HOUNSFIELD_SCALE",
+    "GANState", "init_gan_state", "make_gan_train_step", "restore_gan_checkpoint",
 ]

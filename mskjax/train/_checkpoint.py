@@ -32,7 +32,18 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ._state import TrainState, check_state
+from ._gan import GANState
+from ._state import TrainState
+
+#: The state types a checkpoint holds: a TrainState, or a GANState (its fields plus the
+#: discriminator's parameters and optimiser state).
+_STATES = (TrainState, GANState)
+
+
+def check_state(state, func: str):
+    if not isinstance(state, _STATES):
+        raise TypeError(f"{func}: state must be a mskjax.train.TrainState (from "
+                        f"init_train_state) or a GANState, got {type(state).__name__}")
 
 _FORMAT = 1
 
@@ -108,7 +119,8 @@ def save_checkpoint(directory: str | os.PathLike, state: TrainState, *, config: 
 
     Args:
         directory: the run's checkpoint folder (created if missing); each step is a subfolder.
-        state: the :class:`TrainState` to save (its arrays are read, not changed).
+        state: the :class:`TrainState` (or :class:`GANState`) to save (its arrays are read,
+            not changed).
         config: JSON-serialisable dict with a ``"model"`` entry ``{"name": str, "kwargs":
             dict}`` and any training settings (keyword-only); stored beside the arrays.
         step: the checkpoint's step (keyword-only); default ``int(state.step)``. It must be
@@ -217,13 +229,13 @@ def _flat_by_path(tree) -> dict:
     return flat
 
 
-def _tree_differences(saved_tree, target_tree) -> list[str]:
+def _tree_differences(saved_tree, target_tree, field_names=TrainState._fields) -> list[str]:
     """Leaves missing on either side, and shapes or dtypes that differ, by dotted path."""
     ocp = _ocp()
     saved = ocp.tree.to_flat_dict(saved_tree)
     wanted = _flat_by_path(target_tree)
     saved = {k: v for k, v in saved.items() if v is not None}
-    fields = {name: i for i, name in enumerate(TrainState._fields)}
+    fields = {name: i for i, name in enumerate(field_names)}
     out = []
     for path in sorted(set(saved) | set(wanted),
                        key=lambda p: (fields.get(p[0], len(fields)), tuple(map(str, p)))):
@@ -264,7 +276,8 @@ def restore_checkpoint(directory: str | os.PathLike, *, target: TrainState | Non
             another architecture name or constructor kwargs raises a ValueError naming them.
 
     Returns:
-        ``(state, config)``: the restored :class:`TrainState` and the saved configuration.
+        ``(state, config)``: the restored :class:`TrainState` (a :class:`GANState` for a GAN
+        checkpoint) and the saved configuration.
     """
     func = "mskjax.train.restore_checkpoint"
     directory = _directory(directory, func)
@@ -292,7 +305,8 @@ def restore_checkpoint(directory: str | os.PathLike, *, target: TrainState | Non
                                  f"{target_impl} key")
             tree = {**target._asdict(), "key": jax.random.key_data(target.key)}
             saved = manager.item_metadata(step).state
-            differences = _tree_differences(getattr(saved, "tree", saved), tree)
+            differences = _tree_differences(getattr(saved, "tree", saved), tree,
+                                            type(target)._fields)
             if differences:
                 model_name = config["model"]["name"]
                 raise ValueError(
@@ -305,8 +319,10 @@ def restore_checkpoint(directory: str | os.PathLike, *, target: TrainState | Non
         manager.close()
     fields = dict(restored)
     fields["key"] = jax.random.wrap_key_data(fields["key"], impl=meta["key_impl"])
-    missing = set(TrainState._fields) - set(fields)
+    kind = type(target) if target is not None else (
+        GANState if "discriminator_params" in fields else TrainState)
+    missing = set(kind._fields) - set(fields)
     if missing:
         raise ValueError(f"{func}: {where} lacks the state fields {sorted(missing)}")
-    return TrainState(**{name: fields[name] for name in TrainState._fields}), config
+    return kind(**{name: fields[name] for name in kind._fields}), config
 
