@@ -1,5 +1,7 @@
-"""Image-quality metrics (NMSE, PSNR and SSIM with the fastMRI definitions) and segmentation
-metrics of label maps (Dice, IoU, volume overlap error, HD95, ASSD).
+"""Image-quality metrics (NMSE, PSNR and SSIM with the fastMRI definitions), segmentation
+metrics of label maps (Dice, IoU, volume overlap error, HD95, ASSD), and the errors of a
+pseudo-CT in Hounsfield units (MAE per tissue, bone Dice above a threshold;
+``mskjax.metrics._hounsfield``).
 
 Conventions of the image metrics (``mskjax.metrics._image``):
 
@@ -11,6 +13,11 @@ Conventions of the image metrics (``mskjax.metrics._image``):
 - ``data_range=None`` means ``gt.max()`` over the whole input, as in ``fastmri.evaluate``.
 - Every image metric returns a scalar and is pure ``jax.numpy``: it runs under ``jit`` and
   batches over examples with ``jax.vmap``.
+
+Sharpness (``mskjax.metrics._sharpness``): :func:`high_frequency_energy` (the share of spectral
+energy above a cutoff frequency), :func:`high_frequency_energy_ratio` (that of an image over
+the reference's) and :func:`gradient_entropy` (lower is sharper), for real images
+``(..., rows, cols)``.
 
 Conventions of the segmentation metrics (``mskjax.metrics._segmentation``, where the surfaces,
 distances and percentiles are defined):
@@ -42,13 +49,17 @@ stated):
 from ._clinical import (FROC_FP_RATES, BootstrapResult, FROCResult, accuracy, balanced_accuracy,
                         bootstrap, cohen_kappa, detections_from_maps, froc, mae, rmse, roc_auc,
                         roc_curve, sensitivity_specificity, youden)
+from ._hounsfield import BONE_THRESHOLD_HU, HounsfieldErrors, bone_dice, hounsfield_mae_per_tissue
 from ._image import nmse, psnr, ssim, ssim_map
+from ._sharpness import gradient_entropy, high_frequency_energy, high_frequency_energy_ratio
 from ._segmentation import (SegmentationScores, assd, dice, hausdorff95, iou, mean_over_classes,
                             segmentation_scores, surface_distances, volume_overlap_error)
 
-__all__ = ["nmse", "psnr", "ssim", "ssim_map", "dice", "iou", "volume_overlap_error",
+__all__ = ["nmse", "psnr", "ssim", "ssim_map", "high_frequency_energy",
+           "high_frequency_energy_ratio", "gradient_entropy", "dice", "iou", "volume_overlap_error",
            "hausdorff95", "assd", "segmentation_scores", "SegmentationScores",
            "surface_distances", "mean_over_classes",
            "roc_curve", "roc_auc", "youden", "sensitivity_specificity", "cohen_kappa",
            "accuracy", "balanced_accuracy", "rmse", "mae", "froc", "FROCResult", "FROC_FP_RATES",
-           "detections_from_maps", "bootstrap", "BootstrapResult"]
+           "detections_from_maps", "bootstrap", "BootstrapResult",
+           "hounsfield_mae_per_tissue", "HounsfieldErrors", "bone_dice", "BONE_THRESHOLD_HU"]
