@@ -6,6 +6,7 @@ cycles per field of view (:class:`mskjax.linop.NUFFT`): :func:`gridding`, and
 """
 
 from ._batch import map_slices
+from ._fbp import FBP_FILTERS, filtered_back_projection
 from ._cg_sense import cg_sense
 from ._grappa import grappa
 from ._gridding import gridding
@@ -16,4 +17,5 @@ from ._total_variation import total_variation
 from ._zero_filled import zero_filled
 
 __all__ = ["Reconstruction", "zero_filled", "cg_sense", "total_variation", "grappa", "l1_wavelet",
-           "map_slices", "gridding", "tricubic_upsample"]
+           "map_slices", "gridding", "tricubic_upsample", "filtered_back_projection",
+           "FBP_FILTERS"]
