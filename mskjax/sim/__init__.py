@@ -50,6 +50,7 @@ from ._jitter import jitter_parameters
 from ._knee_regions import CandidateRegions, background_noise_sigma, candidate_regions
 from ._knee_section import TISSUE_INTENSITY, knee_section
 from ._lesion_set import LesionSet, real_lesion_set, split_by_subject
+from ._low_dose import ZERO_COUNT_READING, low_dose_sinogram
 from ._kspace import SimulatedKspace, simulate_kspace, smooth_phase
 from ._pathology import (DEFAULT_PATHOLOGY_PROBABILITIES, MENISCAL_TEAR_KINDS, PATHOLOGY_SITES,
                          KneePathology)
@@ -134,4 +135,6 @@ __all__ = [
     "LesionSet",
     "split_by_subject",
     "thick_slice",
+    "low_dose_sinogram",
+    "ZERO_COUNT_READING",
 ]
