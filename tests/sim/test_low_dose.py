@@ -82,8 +82,8 @@ def test_jit_and_float64():
     (np.ones(3), {"incident_photons": 1e5, "dose_fraction": 0.0}, ValueError,
      "dose_fraction must be in"),
     (np.ones(3) * 1j, {"incident_photons": 1e5}, TypeError, "sinogram must be real"),
-    (np.array([1.0, np.nan]), {"incident_photons": 1e5}, ValueError, "must be finite"),
-    (np.array([1.0, -0.5]), {"incident_photons": 1e5}, ValueError, "must be >= 0"),
+    (np.array([1.0, np.nan]), {"incident_photons": 1e5}, ValueError, "sinogram must be finite"),
+    (np.array([1.0, -0.5]), {"incident_photons": 1e5}, ValueError, "sinogram must be >= 0"),
 ])
 def test_bad_input(sinogram, kwargs, error, match):
     with pytest.raises(error, match="mskjax.sim.low_dose_sinogram: " + match):
