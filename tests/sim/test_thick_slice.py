@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate
 
 from mskjax import sim
@@ -148,3 +150,30 @@ def test_bad_input():
         sim.thick_slice(x, factor=2, axis=0, norm="forward")
     with pytest.raises(ValueError, match="volume must be finite"):
         sim.thick_slice(np.full((4, 4), np.nan, np.float32), factor=2, axis=0)
+
+
+@settings(max_examples=12, deadline=None)
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=3),
+       factor=st.integers(1, 5), axis=st.integers(-3, 2),
+       kind=st.sampled_from(["random", "zeros", "huge", "tiny"]))
+def test_fuzz_shapes_and_scales(shape, factor, axis, kind):
+    """Any shape, factor and axis: the thick-slice shape with finite values (zeros stay zeros,
+    scaling commutes), or a ValueError naming the function."""
+    rng = np.random.default_rng(len(shape) * 31 + factor)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x = {"random": x, "zeros": 0 * x, "huge": x * np.float32(1e30),
+         "tiny": x * np.float32(1e-30)}[kind]
+    if not -len(shape) <= axis < len(shape) or shape[axis] % factor:
+        with pytest.raises(ValueError, match="mskjax.sim.thick_slice"):
+            sim.thick_slice(x, factor=factor, axis=axis)
+        return
+    out = np.asarray(sim.thick_slice(x, factor=factor, axis=axis))
+    expected = list(shape)
+    expected[axis] //= factor
+    assert out.shape == tuple(expected)
+    assert np.all(np.isfinite(out))
+    if kind == "zeros":
+        assert not out.any()
+    scale = np.float32({"random": 1, "zeros": 1, "huge": 1e30, "tiny": 1e-30}[kind])
+    ref = np.asarray(sim.thick_slice(x / scale, factor=factor, axis=axis)) * scale
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5 * float(scale))
