@@ -139,12 +139,13 @@ def _parser() -> argparse.ArgumentParser:
     train_commands = trainer.add_subparsers(dest="train_command", required=True)
     tr = train_commands.add_parser(
         "recon", help="train a learned reconstruction on a make-kspace-set folder",
-        description="Train a reconstruction net (unet, e2e-varnet, varnet, modl) on the train/ "
+        description="Train a reconstruction net (unet, e2e-varnet, varnet, modl, gancs) on the train/ "
                     "slices of a folder made by `mskjax data make-kspace-set`, with masks, "
                     "coils, phase, flips, scale and noise drawn on the device every step. "
                     "Checkpoints, metrics.jsonl and summary.json go into --out; running the "
                     "same command again resumes the run.")
-    tr.add_argument("--model", required=True, choices=["unet", "e2e-varnet", "varnet", "modl"])
+    tr.add_argument("--model", required=True,
+                    choices=["unet", "e2e-varnet", "varnet", "modl", "gancs"])
     tr.add_argument("--data", required=True, help="a folder made by make-kspace-set")
     tr.add_argument("--out", required=True, help="the run's folder (resumed if it holds one)")
     tr.add_argument("--config", nargs="*", metavar="KEY=VALUE",
@@ -162,6 +163,14 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--patch-rows", type=int, default=None,
                     help="train on random bands of this many image rows (readout axis)")
     tr.add_argument("--init", default=None, help="a checkpoint of the same model to start from")
+    tr.add_argument("--adversarial-weight", type=float, default=None,
+                    help="gancs: weight of the LSGAN loss (default 0.01; 0: pixel loss only)")
+    tr.add_argument("--discriminator-steps", type=int, default=None,
+                    help="gancs: discriminator updates per generator step (default 1)")
+    tr.add_argument("--pixel-loss", choices=["l1", "l2", "ssim"], default=None,
+                    help="gancs: the pixel-wise loss (default l1)")
+    tr.add_argument("--discriminator-config", nargs="*", metavar="KEY=VALUE",
+                    help="gancs: PatchDiscriminator options (default chans=16 num_layers=3)")
     tr.add_argument("--checkpoint-every", type=int, default=100)
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -434,7 +443,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             mask=args.mask, steps=args.steps, max_minutes=args.max_minutes,
             batch_size=args.batch_size, lr=args.lr, seed=args.seed,
             augment=not args.no_augment, patch_rows=args.patch_rows, init=args.init,
-            checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+            checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+            adversarial_weight=args.adversarial_weight,
+            discriminator_steps=args.discriminator_steps, pixel_loss=args.pixel_loss,
+            discriminator_config=(None if args.discriminator_config is None else parse_config(
+                args.discriminator_config, "mskjax train recon")))
         print(f"trained {summary['model']} to step {summary['steps']} "
               f"(stopped by {summary['stopped_by']}); final loss "
               f"{summary['final_loss_mean_of_last_20']:.4f}; wrote {args.out}")

@@ -5,7 +5,8 @@ Every model maps one undersampled example to a magnitude image ``(rows, cols)``:
 - ``unet``: fastMRI's U-Net baseline on the zero-filled root-sum-of-squares image, normalised
   by its mean and standard deviation (fastMRI's ``normalize_instance``) and scaled back.
 - ``e2e-varnet``: :class:`mskjax.nets.E2EVarNet` (its own sensitivity net) on the k-space.
-- ``varnet``, ``modl``: :class:`mskjax.nets.VarNet` and :class:`mskjax.nets.MoDL` with ESPIRiT
+- ``varnet``, ``modl``, ``gancs``: :class:`mskjax.nets.VarNet`, :class:`mskjax.nets.MoDL` and
+  :class:`mskjax.nets.GANCSGenerator` (trained against a discriminator) with ESPIRiT
   maps estimated from the sampled centre lines (:func:`sensitivity_maps`), the same maps as the
   CG-SENSE and L1-wavelet baselines get; the magnitude of their complex output.
 
@@ -58,6 +59,12 @@ MODELS: dict[str, ModelSpec] = {
         defaults={"num_iterations": 5, "cg_iterations": 8, "num_layers": 5, "features": 32},
         needs_maps=True,
         description="MoDL (CNN denoiser + CG data consistency) with ESPIRiT maps"),
+    "gancs": ModelSpec(
+        build=lambda rngs, **config: nets.GANCSGenerator(rngs=rngs, **config),
+        defaults={"num_blocks": 4, "features": 32, "kernel_size": 3, "cg_iterations": 10},
+        needs_maps=True,
+        description="GANCS generator (residual CNN + affine SENSE projection) with ESPIRiT "
+                    "maps, trained against a PatchGAN discriminator"),
 }
 
 

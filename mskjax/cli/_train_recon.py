@@ -34,8 +34,11 @@ from .. import losses, train
 from ..fourier import fftnc, ifftnc
 from ._evaluate import classical_methods, data_files, evaluate_methods, read_fully_sampled
 from ._files import write_json
-from ._run import (check_run_options, checkpoint_folder, optimizer, prepare_run_folder, restore_trained,
-                   run_training, start_state, write_summary)
+from ._gancs import (build_discriminator, discriminator_entry, gan_settings, make_gan_step,
+                     restore_generator, start_gan_state)
+from ._run import (check_run_options, checkpoint_folder, discard_unsaved_run, optimizer,
+                   prepare_run_folder, restore_trained, run_training, start_state,
+                   write_summary)
 from ._learned import (MODELS, build_model, input_scale, model_spec, num_low_frequencies,
                        reconstruct)
 
@@ -43,7 +46,7 @@ _TRAIN = "mskjax train recon"
 _EVAL = "mskjax eval recon"
 #: The settings that define a run (a resumed run must repeat them).
 _RUN_KEYS = ("model", "config", "acceleration", "center_fraction", "mask", "batch_size", "lr",
-             "seed", "augment", "patch_rows", "data")
+             "seed", "augment", "patch_rows", "data", "gan")
 
 
 def load_training_set(folder, func: str = _TRAIN) -> tuple[np.ndarray, list[str]]:
@@ -80,9 +83,10 @@ def crop_rows(key: jax.Array, kspace: jax.Array, rows: int) -> jax.Array:
     return fftnc(band, axes=(-2,))
 
 
-def make_loss(name: str, graphdef, rest, *, acceleration, center_fraction, mask, augment,
-              kspace_shape, patch_rows=None):
-    """The training loss ``loss_fn(params, batch, key)`` for model ``name``."""
+def make_example_fn(name: str, *, acceleration, center_fraction, mask, augment, kspace_shape,
+                    patch_rows=None):
+    """``one(model, key, kspace) -> (image, target)``: an augmented example of a fully sampled
+    slice reconstructed by model ``name``, both in units of the zero-filled image's maximum."""
     num_low = num_low_frequencies(kspace_shape[-1], center_fraction)
     draw = functools.partial(train.augment_recon_example, acceleration=acceleration,
                              center_fraction=center_fraction, mask=mask,
@@ -97,6 +101,16 @@ def make_loss(name: str, graphdef, rest, *, acceleration, center_fraction, mask,
         image = reconstruct(name, model, example.kspace, example.mask, num_low=low)
         scale = input_scale(example.kspace)
         return image / scale, example.target / scale
+
+    return one
+
+
+def make_loss(name: str, graphdef, rest, *, acceleration, center_fraction, mask, augment,
+              kspace_shape, patch_rows=None):
+    """The training loss ``loss_fn(params, batch, key)`` for model ``name``."""
+    one = make_example_fn(name, acceleration=acceleration, center_fraction=center_fraction,
+                          mask=mask, augment=augment, kspace_shape=kspace_shape,
+                          patch_rows=patch_rows)
 
     def loss_fn(params, batch, key):
         model = train.merge_model(graphdef, params, rest)
@@ -115,13 +129,17 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
                 steps: int = 1000, max_minutes: float | None = None, batch_size: int = 1,
                 lr: float = 1e-3, seed: int = 0, augment: bool = True,
                 patch_rows: int | None = None, init: str | None = None,
-                checkpoint_every: int = 100, progress: bool = True) -> dict:
+                checkpoint_every: int = 100, progress: bool = True,
+                adversarial_weight: float | None = None, discriminator_steps: int | None = None,
+                pixel_loss: str | None = None,
+                discriminator_config: dict | None = None) -> dict:
     """Train a reconstruction model (module docstring); returns the summary (also written).
 
     Args:
         data: a folder made by ``mskjax data make-kspace-set`` (reads ``train/``).
         out: the run's folder; an existing run there with the same settings is resumed.
-        model: one of ``unet``, ``e2e-varnet``, ``varnet``, ``modl``.
+        model: one of ``unet``, ``e2e-varnet``, ``varnet``, ``modl``, ``gancs`` (trained
+            against a discriminator, see :mod:`mskjax.cli._gancs`).
         config: constructor options updating the model's defaults.
         acceleration, center_fraction, mask: the training masks (fastMRI's).
         steps: the last step of the run.
@@ -136,6 +154,9 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
         init: a checkpoint folder of the same model to start from (fine-tuning).
         checkpoint_every: steps between checkpoints (and one at the end).
         progress: show a progress bar.
+        adversarial_weight, discriminator_steps, pixel_loss, discriminator_config: the GAN
+            options of ``gancs`` (defaults 0.01, 1, ``"l1"``, a 16-channel 3-layer PatchGAN);
+            refused for the other models.
     """
     spec = model_spec(model, _TRAIN)
     check_run_options(_TRAIN, steps=steps, batch_size=batch_size,
@@ -148,35 +169,59 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
     if batch_size > kspace.shape[0]:
         raise ValueError(f"{_TRAIN}: batch_size {batch_size} exceeds the {kspace.shape[0]} "
                          f"training slices in {data}")
+    gan = gan_settings(model, adversarial_weight=adversarial_weight,
+                       discriminator_steps=discriminator_steps, pixel_loss=pixel_loss,
+                       discriminator_config=discriminator_config, func=_TRAIN)
     net, full_config = build_model(model, config, seed, _TRAIN)
     settings = {"model": model, "config": full_config, "acceleration": acceleration,
                 "center_fraction": center_fraction, "mask": mask, "batch_size": batch_size,
                 "lr": lr, "seed": seed, "augment": augment, "patch_rows": patch_rows,
                 "data": str(Path(data).resolve()),
                 "init": None if init is None else str(Path(init).resolve()),
-                "kspace_shape": list(kspace.shape[1:]), "training_slices": len(names)}
+                "kspace_shape": list(kspace.shape[1:]), "training_slices": len(names),
+                "gan": gan}
     run_config = {"model": {"name": model, "kwargs": full_config}, "train": settings}
+    if gan is not None:
+        discriminator = build_discriminator(gan["discriminator"], seed, _TRAIN)
+        run_config["discriminator"] = discriminator_entry(run_config["model"],
+                                                          gan["discriminator"])
 
     out, ckpt = prepare_run_folder(out, _TRAIN)
 
     opt = optimizer(lr)
-    graphdef, rest, state, resumed = start_state(net, opt, ckpt=ckpt, settings=settings,
-                                                 keys=_RUN_KEYS, run_config=run_config, out=out,
-                                                 seed=seed, func=_TRAIN)
-    if not resumed and init is not None:
+    if gan is not None:
+        try:
+            graphdef, rest, d_graphdef, d_rest, state, resumed = start_gan_state(
+                net, discriminator, opt, ckpt=ckpt, settings=settings, keys=_RUN_KEYS,
+                run_config=run_config, out=out, seed=seed, init=init, func=_TRAIN)
+        except BaseException:
+            discard_unsaved_run(out, ckpt)
+            raise
+    else:
+        graphdef, rest, state, resumed = start_state(net, opt, ckpt=ckpt, settings=settings,
+                                                     keys=_RUN_KEYS, run_config=run_config,
+                                                     out=out, seed=seed, func=_TRAIN)
+    if gan is None and not resumed and init is not None:
         init_optimizer = optimizer(train.read_checkpoint_config(init)["train"]["lr"])
         init_target = train.init_train_state(state.params, init_optimizer, key=seed)
         restored, _ = train.restore_checkpoint(init, target=init_target,
                                                model=run_config["model"])
         state = train.init_train_state(restored.params, opt, key=seed)
 
-    loss_fn = make_loss(model, graphdef, rest, acceleration=acceleration,
-                        center_fraction=center_fraction, mask=mask, augment=augment,
-                        kspace_shape=kspace.shape, patch_rows=patch_rows)
     devices = jax.devices()
     mesh = train.batch_mesh(devices[:math.gcd(batch_size, len(devices))])
-    step_fn = train.data_parallel(train.make_train_step(loss_fn, opt), mesh=mesh,
-                                  donate_state=True)
+    if gan is not None:
+        example_fn = make_example_fn(model, acceleration=acceleration,
+                                     center_fraction=center_fraction, mask=mask,
+                                     augment=augment, kspace_shape=kspace.shape,
+                                     patch_rows=patch_rows)
+        step = make_gan_step(example_fn, graphdef, rest, d_graphdef, d_rest, opt, gan)
+    else:
+        loss_fn = make_loss(model, graphdef, rest, acceleration=acceleration,
+                            center_fraction=center_fraction, mask=mask, augment=augment,
+                            kspace_shape=kspace.shape, patch_rows=patch_rows)
+        step = train.make_train_step(loss_fn, opt)
+    step_fn = train.data_parallel(step, mesh=mesh, donate_state=True)
 
     def batch_of(s):
         index = train.batch_indices(seed, s, num_examples=kspace.shape[0],
@@ -201,7 +246,11 @@ def load_trained(checkpoint, func: str = _EVAL):
         raise ValueError(f"{func}: {checkpoint} holds a {name!r} model, not a reconstruction "
                          f"model ({sorted(MODELS)})")
     net, _ = build_model(name, model_config.get("kwargs"), 0, func)
-    net = restore_trained(path, net, model_config, config.get("train", {}).get("lr", 1e-3))
+    lr = config.get("train", {}).get("lr", 1e-3)
+    if "discriminator" in config:  # a GAN checkpoint (gancs): generator and discriminator
+        net = restore_generator(path, net, config, optimizer(lr))
+    else:
+        net = restore_trained(path, net, model_config, lr)
     return name, net, {**config, "step": train.latest_step(path)}
 
 
