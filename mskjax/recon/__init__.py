@@ -14,8 +14,9 @@ from ._interpolate import tricubic_upsample
 from ._l1_wavelet import l1_wavelet
 from ._result import Reconstruction
 from ._total_variation import total_variation
+from ._tv_denoise import tv_denoise
 from ._zero_filled import zero_filled
 
 __all__ = ["Reconstruction", "zero_filled", "cg_sense", "total_variation", "grappa", "l1_wavelet",
            "map_slices", "gridding", "tricubic_upsample", "filtered_back_projection",
-           "FBP_FILTERS"]
+           "FBP_FILTERS", "tv_denoise"]
