@@ -25,6 +25,7 @@ from ._e2e_varnet import E2EVarNet, NormUNet
 from ._fastmri_weights import load_fastmri, to_fastmri_state_dict
 from ._modl import MoDL
 from ._multiview import MultiViewNet
+from ._red_cnn import REDCNN
 from ._resnet import ResNet
 from ._segmentation import Segmenter, predict_labels
 from ._segnet import SegNet, max_pool_with_indices, max_unpool
@@ -42,4 +43,4 @@ __all__ = ["conv", "conv_transpose", "instance_norm", "avg_pool", "ConvBlock",
            "sliding_window_inference", "Segmenter", "predict_labels", "TASKS", "Classifier",
            "ClassifierHead", "class_probabilities", "predict_class", "class_activation_map",
            "grad_cam", "features_and_head", "ResNet", "DenseNet", "CNN3D", "MultiViewNet",
-           "DeepResolve"]
+           "DeepResolve", "REDCNN"]
