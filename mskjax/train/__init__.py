@@ -18,8 +18,9 @@ The pieces a training loop is built from, each usable alone:
   kept, with the model's name and constructor kwargs and the training settings stored beside
   the arrays.
 - :class:`MetricsWriter` (JSON lines, resumable), :func:`read_metrics`, :class:`ProgressBar`.
-- MR-to-pseudo-CT synthesis: :func:`make_synthesis_step` (L1 on ``HU / 1000``, optionally
-  with a least-squares adversarial term against a conditional patch discriminator),
+- MR-to-pseudo-CT synthesis: :func:`make_synthesis_step` (L1 on ``HU / 1000`` through
+  :func:`make_train_step`, or with a least-squares adversarial term against a conditional
+  patch discriminator through :func:`make_gan_train_step`),
   :func:`init_synthesis_state`, :func:`synthesis_generator`, :func:`predict_hounsfield`.
 - GANs: :class:`GANState` (a ``TrainState`` plus the discriminator's parameters and optimiser
   state, saved and restored by the same checkpoint functions), :func:`init_gan_state`,
@@ -79,8 +80,8 @@ from ._order import batch_indices
 from ._sharding import DataParallelStep, batch_mesh, data_parallel, replicate, shard_batch
 from ._state import TrainState, init_train_state
 from ._step import make_eval_step, make_train_step
-from ._synthesis import (HOUNSFIELD_SCALE, SynthesisState, init_synthesis_state,
-                         make_synthesis_step, predict_hounsfield, synthesis_generator)
+from ._synthesis import (HOUNSFIELD_SCALE, init_synthesis_state, make_synthesis_step,
+                         predict_hounsfield, synthesis_generator)
 from ._transfer import load_backbone, recompute_batch_statistics, transfer_optimizer
 
 __all__ = [
@@ -93,7 +94,7 @@ __all__ = [
     "CrossContrastNets", "CrossContrastState", "init_cross_contrast_state",
     "make_cross_contrast_step", "cross_contrast_nets",
     "load_backbone", "transfer_optimizer", "recompute_batch_statistics",
-    "SynthesisState", "init_synthesis_state", "make_synthesis_step", "synthesis_generator",
+    "init_synthesis_state", "make_synthesis_step", "synthesis_generator",
     "predict_hounsfield", "HOUNSFIELD_SCALE",
     "GANState", "init_gan_state", "make_gan_train_step", "restore_gan_checkpoint",
 ]
