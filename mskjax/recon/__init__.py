@@ -3,6 +3,9 @@
 Non-Cartesian k-space is ``(coils, *trajectory)`` with coordinates ``(*trajectory, ndim)`` in
 cycles per field of view (:class:`mskjax.linop.NUFFT`): :func:`gridding`, and
 :func:`cg_sense`, :func:`l1_wavelet` and :func:`total_variation` with ``coords=``.
+
+CT: :func:`filtered_back_projection` of a parallel-beam sinogram ``(angles, detectors)``
+(:class:`mskjax.linop.Radon`'s geometry), and :func:`tv_denoise` for any image.
 """
 
 from ._batch import map_slices

@@ -29,6 +29,11 @@ level, at a place that :func:`candidate_regions` finds in the image (or in a giv
 :func:`real_lesion_set` makes positives and their sham negatives from a stack of real images,
 and :func:`split_by_subject` splits them by subject.
 
+For CT: :func:`attenuation_map` gives the knee's linear attenuation (1/cm), the object of
+simulated CT and the target of pseudo-CT; :func:`low_dose_sinogram` adds the Poisson photon
+noise of a scan at a stated fraction of the dose to its projections
+(:class:`mskjax.linop.Radon`).
+
 Conventions (see ``mskjax.sim._phantom``): phantom volumes are ``(left-right,
 superior-inferior, anterior-posterior)``, lengths in mm, times in ms, angles in degrees, images
 float32, labels int32.
