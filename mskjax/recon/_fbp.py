@@ -40,7 +40,6 @@ from jax.typing import ArrayLike
 
 from .._checks import as_array, check_interval, check_ndim
 from ..linop import Radon
-from ..linop._base import _check_shape_tuple
 
 #: The filters of :func:`filtered_back_projection` (those of ``skimage.transform.iradon``).
 FBP_FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
@@ -98,9 +97,11 @@ def filtered_back_projection(sinogram: ArrayLike, angles: ArrayLike, *, shape: S
         if jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.bool_):
             raise TypeError(f"{func}: sinogram must be floating point, got {dtype}")
         raise TypeError(f"{func}: sinogram must be real, got {dtype}")
-    shape = _check_shape_tuple(shape, func)
-    if len(shape) != 2:
-        raise ValueError(f"{func}: shape must be (rows, cols), got {shape}")
+    if (isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 2
+            or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1
+                       for n in shape)):
+        raise ValueError(f"{func}: shape must be (rows, cols), two positive ints, got {shape!r}")
+    shape = tuple(int(n) for n in shape)
     if not isinstance(filter, str) or filter not in FBP_FILTERS:
         raise ValueError(f"{func}: filter must be one of {FBP_FILTERS}, got {filter!r}")
     check_interval(pixel_size, "pixel_size", func, low=0)
