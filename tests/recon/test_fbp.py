@@ -106,3 +106,12 @@ def test_jit_and_vmap_over_sinograms():
 def test_bad_input(sinogram, angles, kwargs, error, match):
     with pytest.raises(error, match="mskjax.recon.filtered_back_projection: " + match):
         recon.filtered_back_projection(sinogram, angles, **kwargs)
+
+
+def test_degenerate_inputs_stay_finite():
+    # An all-zero sinogram gives an all-zero image; a 1 x 1 image and a single angle work.
+    zero = recon.filtered_back_projection(np.zeros((3, 11), np.float32), np.zeros(3),
+                                          shape=(6, 5))
+    np.testing.assert_array_equal(zero, 0)
+    one = recon.filtered_back_projection(np.ones((1, 3), np.float32), np.zeros(1), shape=(1, 1))
+    assert one.shape == (1, 1) and bool(jnp.all(jnp.isfinite(one)))

@@ -100,3 +100,9 @@ def test_nonfinite_input_gets_a_status_not_silence():
 def test_bad_input(image, kwargs, error, match):
     with pytest.raises(error, match="mskjax.recon.tv_denoise: " + match):
         recon.tv_denoise(image, **kwargs)
+
+
+def test_zero_image_is_a_fixed_point():
+    out = recon.tv_denoise(np.zeros((5, 7), np.float32), lamda=0.5, max_iter=20)
+    np.testing.assert_array_equal(out.image, 0)
+    assert int(out.status) == Status.MAX_ITERATIONS
