@@ -21,7 +21,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from .. import losses, nets, train
-from ..train._gan import check_discriminator_config
 from ._run import check_run, checkpoint_folder
 
 #: The discriminator's defaults: a 3-layer PatchGAN (70 x 70 patches) of 16 first channels.
@@ -97,9 +96,11 @@ def start_gan_state(net, discriminator, opt, *, ckpt, settings, keys, run_config
         if "discriminator" not in config:
             raise ValueError(f"{func}: {where} holds a {config['model'].get('name')!r} run "
                              "without a discriminator; give a gancs run")
-        check_discriminator_config(config, generator, where, func)
-        restored, _ = train.restore_gan_checkpoint(init, target=state, generator=generator,
-                                                   discriminator=discriminator_config)
+        try:
+            restored, _ = train.restore_gan_checkpoint(init, target=state, generator=generator,
+                                                       discriminator=discriminator_config)
+        except ValueError as err:
+            raise ValueError(f"{func}: {where}: {err}") from err
         state = train.init_gan_state(restored.params, restored.discriminator_params,
                                      optimizer=opt, discriminator_optimizer=opt, key=seed)
     return graphdef, rest, d_graphdef, d_rest, state, resumed

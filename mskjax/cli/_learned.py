@@ -61,7 +61,7 @@ MODELS: dict[str, ModelSpec] = {
         description="MoDL (CNN denoiser + CG data consistency) with ESPIRiT maps"),
     "gancs": ModelSpec(
         build=lambda rngs, **config: nets.GANCSGenerator(rngs=rngs, **config),
-        defaults={"num_blocks": 4, "features": 32, "kernel_size": 3, "cg_iterations": 10},
+        defaults={"num_blocks": 3, "features": 16, "kernel_size": 3, "cg_iterations": 10},
         needs_maps=True,
         description="GANCS generator (residual CNN + affine SENSE projection) with ESPIRiT "
                     "maps, trained against a PatchGAN discriminator"),
