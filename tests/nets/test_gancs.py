@@ -39,6 +39,12 @@ def small_net(seed=0, **options):
     return GANCSGenerator(**options, rngs=nnx.Rngs(seed))
 
 
+def run(net, kspace, mask, maps):
+    """``net(kspace, mask, maps)`` jitted."""
+    graphdef, state = nnx.split(net)
+    return jax.jit(lambda st, k: nnx.merge(graphdef, st)(k, mask, maps))(state, kspace)
+
+
 def perturbed(net, seed=1):
     """The net with random (not near-identity) weights, so its residual path matters."""
     graphdef, state = nnx.split(net)
@@ -52,12 +58,12 @@ def perturbed(net, seed=1):
 def test_output_is_consistent_with_the_data():
     kspace, mask, maps = problem()
     net = perturbed(small_net(cg_iterations=100))
-    image = net(kspace, mask, maps)
+    image = run(net, kspace, mask, maps)
     assert image.shape == SHAPE and image.dtype == np.complex64
     operator = Sense(maps, mask=mask)
     # Without the projection the same net is far from consistent.
     free = perturbed(small_net(projection=False))
-    before = np.linalg.norm(np.asarray(operator(free(kspace, mask, maps))) - kspace)
+    before = np.linalg.norm(np.asarray(operator(run(free, kspace, mask, maps))) - kspace)
     assert before / np.linalg.norm(kspace) > 1
     # After it, consistent to float32 round-off of the correction's size.
     after = np.linalg.norm(np.asarray(operator(image)) - kspace)
@@ -80,10 +86,11 @@ def test_residual_path_and_projection_by_hand():
     np.testing.assert_allclose(out, z, rtol=1e-4, atol=1e-4 * np.abs(z).max())
     projected = perturbed(small_net(projection=True))
     expected = np.asarray(ifft2c((1 - mask) * fft2c(jnp.asarray(z)) + kspace[0]))
-    np.testing.assert_allclose(np.asarray(projected(kspace, mask, maps)), expected, rtol=1e-4,
+    np.testing.assert_allclose(np.asarray(run(projected, kspace, mask, maps)), expected, rtol=1e-4,
                                atol=1e-4 * np.abs(expected).max())
 
 
+@pytest.mark.slow
 def test_scale_equivariance_and_vmap():
     kspace, mask, maps = problem()
     net = perturbed(small_net(), seed=2)
@@ -116,7 +123,7 @@ def test_gradients_are_finite_and_reach_every_layer():
         image = nnx.merge(graphdef, p)(kspace, mask, maps)
         return jnp.mean((jnp.abs(image) - target) ** 2)
 
-    grads = jax.grad(loss)(params)
+    grads = jax.jit(jax.grad(loss))(params)
     norms = [float(jnp.linalg.norm(g)) for g in jax.tree_util.tree_leaves(grads)]
     assert all(np.isfinite(norms)) and sum(n > 0 for n in norms) >= len(norms) - 1
 

@@ -93,6 +93,7 @@ def test_gradient_is_the_null_space_projection(rng):
         np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-10)
 
 
+@pytest.mark.slow
 def test_jit_and_vmap(rng):
     operator, x_true, x, mask = _problem(rng, np.complex64)
     y = operator(jnp.asarray(x_true))

@@ -135,6 +135,7 @@ def _state(features):
                                 discriminator_optimizer=optax.adam(1e-3), key=3)
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_and_another_generator(tmp_path):
     state = _state(4)
     state = state._replace(step=jnp.asarray(5, jnp.int32))
