@@ -8,7 +8,8 @@ intensity scale and noise; ``augment=False`` draws only the mask), reconstructs 
 model (:func:`mskjax.cli._learned.reconstruct`) and minimises fastMRI's SSIM loss (1 - SSIM,
 7 x 7 window, data range the target's maximum) against the root-sum-of-squares target, both
 in units of the zero-filled image's maximum (:func:`mskjax.cli._learned.input_scale`), with
-Adam and gradient clipping at norm 1. The batches are a pure function of ``(seed, step)`` and
+Adam and gradient clipping at norm 1 (``gancs`` instead trains against a discriminator with
+a pixel plus least-squares GAN loss, :mod:`mskjax.cli._gancs`). The batches are a pure function of ``(seed, step)`` and
 the keys of ``(seed, step)``, so a run stopped and resumed (the same ``--out``) ends with the
 parameters of an uninterrupted run.
 
