@@ -31,6 +31,7 @@ bilinear sampling), slightly smoother; the two differ by about 1 % of the image'
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -38,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from .._checks import as_array, check_interval, check_ndim
+from .._checks import as_array, check_finite, check_interval, check_ndim
 from ..linop import Radon
 
 #: The filters of :func:`filtered_back_projection` (those of ``skimage.transform.iradon``).
@@ -110,16 +111,27 @@ def filtered_back_projection(sinogram: ArrayLike, angles: ArrayLike, *, shape: S
     if np.shape(angles) != (num_angles,):
         raise ValueError(f"{func}: angles must be ({num_angles},), one per sinogram row, got "
                          f"shape {tuple(np.shape(angles))}")
-    projector = Radon(shape, angles, num_detectors=num_detectors, pixel_size=pixel_size)
+    if not jnp.issubdtype(jnp.result_type(angles), jnp.floating) and not jnp.issubdtype(
+            jnp.result_type(angles), jnp.integer):
+        raise TypeError(f"{func}: angles must be real (radians), got {jnp.result_type(angles)}")
+    check_finite(angles, "angles", func)
+    return _fbp(sinogram, jnp.asarray(angles), shape=shape, window=filter,
+                pixel_size=float(pixel_size))
 
+
+@functools.partial(jax.jit, static_argnames=("shape", "window", "pixel_size"))
+def _fbp(sinogram, angles, *, shape, window, pixel_size):
+    dtype = sinogram.dtype
+    num_angles, num_detectors = sinogram.shape
+    projector = Radon(shape, angles, num_detectors=num_detectors, pixel_size=pixel_size)
     size = max(64, int(2 ** np.ceil(np.log2(2 * num_detectors))))
-    response = jnp.asarray(ramp_filter(size, filter), dtype)
+    response = jnp.asarray(ramp_filter(size, window), dtype)
     spectrum = jnp.fft.fft(sinogram, n=size, axis=-1) * response
     filtered = jnp.real(jnp.fft.ifft(spectrum, axis=-1))[:, :num_detectors].astype(dtype)
     # The samples' density around each pixel, from a projector wide enough to see every
     # pixel at every angle (it measures the lattice, not the detector's coverage).
     wide = Radon(shape, angles, pixel_size=pixel_size)
-    density = wide.H(jnp.ones(wide.oshape, dtype)) / (num_angles * float(pixel_size))
+    density = wide.H(jnp.ones(wide.oshape, dtype)) / (num_angles * pixel_size)
     density = jnp.where(density > 0.5, density, 1).astype(dtype)
-    scale = np.pi / (2 * num_angles * float(pixel_size) ** 2)
+    scale = np.pi / (2 * num_angles * pixel_size ** 2)
     return (scale * projector.H(filtered) / density).astype(dtype)

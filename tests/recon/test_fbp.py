@@ -115,3 +115,12 @@ def test_degenerate_inputs_stay_finite():
     np.testing.assert_array_equal(zero, 0)
     one = recon.filtered_back_projection(np.ones((1, 3), np.float32), np.zeros(1), shape=(1, 1))
     assert one.shape == (1, 1) and bool(jnp.all(jnp.isfinite(one)))
+
+
+def test_bad_angles_are_refused_by_name():
+    with pytest.raises(ValueError, match="filtered_back_projection: angles must be finite"):
+        recon.filtered_back_projection(np.zeros((2, 9), np.float32), np.array([0.0, np.nan]),
+                                       shape=(8, 8))
+    with pytest.raises(TypeError, match="filtered_back_projection: angles must be real"):
+        recon.filtered_back_projection(np.zeros((2, 9), np.float32), np.array([0.0, 1j]),
+                                       shape=(8, 8))
