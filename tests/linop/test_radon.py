@@ -82,6 +82,7 @@ def test_default_detectors_catch_every_ray():
     assert np.all(np.asarray(narrow(img)).sum(1) < 0.9 * img.sum())
 
 
+@pytest.mark.slow
 def test_vmap_over_angle_sets_and_gradient_in_angle():
     n = 24
     r, c = np.mgrid[:n, :n] - n // 2

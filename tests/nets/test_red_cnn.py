@@ -119,6 +119,7 @@ def test_shortcuts_at_zero_weights():
     assert abs(out2[10, 11] - max(0.0, float(x[0, 10, 11, 0]))) <= 1e-6
 
 
+@pytest.mark.slow
 def test_toy_training_lowers_the_loss():
     # Denoise: targets are smooth random images, inputs the targets plus noise.
     key = jax.random.key(0)
