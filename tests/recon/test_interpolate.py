@@ -4,7 +4,8 @@ sim.thick_slice's, jit, and bad input.
 
 Where they differ: scipy's node-aligned grid (grid_mode=False, first and last samples kept at
 the ends) and its other boundary modes (constant, nearest, wrap) are not offered; the test
-below shows the node-aligned grid gives other values."""
+below shows the node-aligned grid gives other values. With mode="reflect" on axes of fewer
+than 5 samples scipy's prefilter is approximate and ours exact (tested too)."""
 
 from __future__ import annotations
 
@@ -112,8 +113,9 @@ def test_bad_input():
 @given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=3), factor=st.integers(1, 4),
        mode=st.sampled_from(["reflect", "mirror"]))
 def test_fuzz_against_scipy(shape, factor, mode):
-    """Any small shape along every axis at once: scipy's values, or a ValueError naming the
-    function (mirror on a one-sample axis, which scipy extends by repetition instead)."""
+    """Any small shape along every axis at once: scipy's values (reflect: on axes of 5
+    samples or more), the samples themselves at the knots of odd factors, or a ValueError
+    naming the function (mirror on a one-sample axis)."""
     x = np.random.default_rng(len(shape) + factor).standard_normal(shape).astype(np.float32)
     axes = tuple(range(len(shape)))
     if mode == "mirror" and factor > 1 and 1 in shape:
@@ -121,5 +123,22 @@ def test_fuzz_against_scipy(shape, factor, mode):
             recon.tricubic_upsample(x, factor=factor, axis=axes, mode=mode)
         return
     ours = np.asarray(recon.tricubic_upsample(x, factor=factor, axis=axes, mode=mode))
+    if factor % 2:  # odd factors put output samples on the input samples: kept exactly
+        knots = tuple(slice((factor - 1) // 2, None, factor) for _ in shape)
+        np.testing.assert_allclose(ours[knots], x, atol=1e-5 * max(1.0, np.abs(x).max()))
+    if mode == "reflect" and factor > 1 and min(shape) < 5:
+        return  # scipy's reflect prefilter is approximate there (test below)
     ref = ndimage.zoom(x.astype(np.float64), factor, order=3, grid_mode=True, mode=mode)
     np.testing.assert_allclose(ours, ref, atol=2e-5 * max(1.0, np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_short_reflect_axes_where_scipy_differs(n, rng):
+    """On fewer than 5 samples scipy's reflect prefilter (its initial value) is approximate:
+    it differs from the exact solution (up to about 4e-4 for 2 samples), which reproduces the
+    samples at the knots (factor 3) where scipy's does not."""
+    x = rng.standard_normal(n)
+    ours = np.asarray(recon.tricubic_upsample(x.astype(np.float32), factor=3, axis=0))
+    ref = ndimage.zoom(x, 3, order=3, grid_mode=True, mode="reflect")
+    np.testing.assert_allclose(ours[1::3], x, atol=1e-6)
+    assert np.abs(ref[1::3] - x).max() > 1e-6
