@@ -226,6 +226,18 @@ def figure(path, test, i, preds, title):
     fig.suptitle(title, fontsize=9)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    shrink_png(path)
+
+
+def shrink_png(path):
+    """Re-save the figure with a 256-colour palette (a third of the size, same look)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(256)
+    tmp = path.with_name(path.name + ".tmp.png")
+    small.save(tmp, optimize=True)
+    os.replace(tmp, path)
 
 
 def write_atomic(path, text):
