@@ -33,7 +33,7 @@ held-out volumes.
 Writes ``benchmarks/results/gancs/gancs.json``, ``gancs.txt`` (the table) and ``gancs.png``
 (target, CG-SENSE, pixel-only, GANCS, VarNet on one held-out slice, with a zoomed detail).
 
-    python benchmarks/gancs.py [--gancs-steps 150] [--varnet-steps 30]
+    python benchmarks/gancs.py [--gancs-steps 120] [--varnet-steps 30]
         [--adversarial-weight 0.01] [--out benchmarks/results/gancs]
 
 Nets trained by an earlier run (their folder holds ``summary.json``) are not trained again.
@@ -136,7 +136,7 @@ def format_table(overall: dict, training: dict) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gancs-steps", type=int, default=150)
+    parser.add_argument("--gancs-steps", type=int, default=120)
     parser.add_argument("--varnet-steps", type=int, default=30)
     parser.add_argument("--adversarial-weight", type=float, default=0.01)
     parser.add_argument("--discriminator-steps", type=int, default=1)

@@ -134,6 +134,7 @@ def test_gradients_are_finite_and_reach_every_layer():
     ({"kernel_size": 4}, ValueError, "kernel_size must be odd"),
     ({"cg_iterations": 0}, ValueError, "cg_iterations must be an integer >= 1"),
     ({"projection": "yes"}, TypeError, "projection must be a bool"),
+    ({"implicit": 1}, TypeError, "implicit must be a bool"),
 ])
 def test_bad_options(kwargs, error, match):
     with pytest.raises(error, match="mskjax.nets.GANCSGenerator: " + match):

@@ -127,3 +127,24 @@ def test_bad_input(rng):
         solvers.affine_projection(operator, jnp.zeros((16, 12), jnp.int32), y)
     with pytest.raises(ValueError, match="max_iter"):
         solvers.affine_projection(operator, jnp.asarray(x), y, max_iter=0)
+
+
+def test_unrolled_gradient_is_the_derivative_of_the_truncated_projection(rng):
+    # implicit=False differentiates what 3 CG iterations compute: a central finite difference.
+    with jax.enable_x64(True):
+        operator, x_true, x, _ = _problem(rng, np.complex128)
+        y = operator(jnp.asarray(x_true))
+        weights = jnp.asarray(rng.standard_normal((16, 12)))
+
+        def f(v):
+            p = solvers.affine_projection(operator, v, y, max_iter=3, tol=0.0, implicit=False).x
+            return jnp.sum(weights * jnp.abs(p))
+
+        v = jnp.asarray(x)
+        direction = jnp.asarray(random_complex(rng, (16, 12), np.complex128))
+        grad = jax.grad(f)(v)
+        # jax.grad of a real function of complex input is the conjugate of the gradient.
+        predicted = float(jnp.real(jnp.vdot(jnp.conj(grad), direction)))
+        h = 1e-6
+        numeric = (float(f(v + h * direction)) - float(f(v - h * direction))) / (2 * h)
+        assert predicted == pytest.approx(numeric, rel=1e-6)
