@@ -141,6 +141,8 @@ def main(argv=None):
     parser.add_argument("--adversarial-weight", type=float, default=0.01)
     parser.add_argument("--discriminator-steps", type=int, default=1)
     parser.add_argument("--patch-rows", type=int, default=160)
+    parser.add_argument("--cg-iterations", type=int, default=10,
+                        help="CG iterations of the GANCS generators' projection")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "results" / "gancs"))
     args = parser.parse_args(argv)
@@ -176,9 +178,11 @@ def main(argv=None):
 
     runs = {
         "pixel-only": dict(model="gancs", adversarial_weight=0.0, steps=args.gancs_steps,
-                           discriminator_steps=args.discriminator_steps),
+                           discriminator_steps=args.discriminator_steps,
+                           config={"cg_iterations": args.cg_iterations}),
         "GANCS": dict(model="gancs", adversarial_weight=args.adversarial_weight,
-                      steps=args.gancs_steps, discriminator_steps=args.discriminator_steps),
+                      steps=args.gancs_steps, discriminator_steps=args.discriminator_steps,
+                      config={"cg_iterations": args.cg_iterations}),
         "VarNet": dict(model="varnet", steps=args.varnet_steps),
     }
     training = {}
