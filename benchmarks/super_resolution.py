@@ -38,7 +38,7 @@ over held-out volumes. Writes ``benchmarks/results/super_resolution/results.json
 ``table.txt`` and ``figure.png`` (ground truth, DeepResolve, tricubic on one held-out plane
 across the slice axis at each factor).
 
-    python benchmarks/super_resolution.py [--steps 400] [--factors 2,3,4] [--sets real,sim]
+    python benchmarks/super_resolution.py [--steps 1000] [--factors 2,3,4] [--sets real,sim]
 """
 
 from __future__ import annotations
@@ -299,14 +299,14 @@ def figure(shown_by_set, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--factors", default="2,3,4")
     parser.add_argument("--sets", default="real,sim")
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--features", type=int, default=8)
     parser.add_argument("--patch", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--out", default=str(ROOT / "results" / "super_resolution"))
     args = parser.parse_args(argv)
     args.factors = [int(f) for f in args.factors.split(",")]
