@@ -26,6 +26,7 @@ from flax import nnx
 from .._checks import check_positive_int
 from ._conv import conv
 from ._resnet import conv_kernel
+from ._stage import image_through_net
 
 _FUNC = "mskjax.nets.DeepResolve"
 
@@ -81,3 +82,10 @@ class DeepResolve(nnx.Module):
         for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
             h = layer(h, kernel[...], bias[...], i < self.depth - 1)
         return x + h
+
+    def apply_sample(self, sample):
+        """The pipeline protocol: ``sample.image``, a real ``(d, h, w)`` volume on the thin-slice
+        grid (the thick-slice volume interpolated, e.g. by :func:`mskjax.recon.tricubic_upsample`)
+        with ``in_chans == 1``, through the net; the result replaces ``sample.image``."""
+        return sample.replace(image=image_through_net(self, sample, 3, "mskjax.nets.DeepResolve"))
+

@@ -40,6 +40,7 @@ from flax import nnx
 from .._checks import check_positive_int
 from ._conv import conv
 from ._resnet import conv_kernel
+from ._stage import image_through_net
 
 _FUNC = "mskjax.nets.REDCNN"
 
@@ -126,3 +127,9 @@ class REDCNN(nnx.Module):
         d4 = relu(decode(d3, 3))
         out = decode(d4, 4) + x
         return relu(out) if self.output_relu else out
+
+    def apply_sample(self, sample):
+        """The pipeline protocol: ``sample.image``, a real ``(rows, cols)`` CT image (e.g. a
+        low-dose filtered back-projection) with ``in_chans == 1``, through the net; the result
+        replaces ``sample.image``."""
+        return sample.replace(image=image_through_net(self, sample, 2, "mskjax.nets.REDCNN"))

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 _FUNC = "mskjax.nets.stage"
@@ -115,3 +116,19 @@ def stage(net: nnx.Module | Callable[[nnx.Rngs], nnx.Module]) -> NetStage:
         return model.apply_sample(sample)
 
     return NetStage(init, apply)
+
+
+def image_through_net(net, sample, ndim, func):
+    """``net`` on one example's real ``(*spatial)`` image of ``ndim`` axes (one channel), for
+    ``apply_sample``: a batch axis and a channel axis added and removed."""
+    image = sample.image
+    if image is None:
+        raise ValueError(f"{func}: the sample has no image; an earlier stage or the input "
+                         "sample must set it")
+    image = jnp.asarray(image)
+    if net.in_chans != 1 or image.ndim != ndim or not jnp.issubdtype(image.dtype,
+                                                                         jnp.floating):
+        raise ValueError(f"{func}: apply_sample takes a real image of {ndim} axes for a net "
+                         f"with in_chans=1, got shape {tuple(image.shape)} and dtype "
+                         f"{image.dtype} (in_chans={net.in_chans})")
+    return net(image[None, ..., None])[0, ..., 0]

@@ -131,6 +131,6 @@ class UNet(nnx.Module):
         out = self(x[None])[0]
         if is_complex and self.out_chans == 2:
             out = jax.lax.complex(out[..., 0], out[..., 1])
-        elif self.out_chans == 1 and image.ndim == self.ndim:
+        elif self.out_chans == 1:
             out = out[..., 0]
         return sample.replace(image=out)
