@@ -148,3 +148,18 @@ def test_gan_options_refused_for_other_models(kset, tmp_path, capsys):
                  "--no-progress"])
     assert code == 2
     assert "adversarial_weight apply to --model gancs only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_shows_a_gancs_run(gan_run, tmp_path):
+    image = np.asarray(knee_section((48, 40)))
+    np.save(tmp_path / "image.npy", image)
+    out = tmp_path / "demo"
+    assert main(["demo", "--data", str(tmp_path / "image.npy"), "--out", str(out),
+                 "--checkpoint", str(gan_run), "--acceleration", "5", "--center-fraction",
+                 "0.12", "--seg-steps", "0", "--cls-steps", "0", "--no-progress"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert "gancs" in report["metrics"] and "gancs" in report["methods"]
+    scores = report["metrics"]["gancs"]
+    assert np.isfinite(scores["psnr_db"]) and 0 < scores["ssim"] <= 1
+    assert (out / "figure.png").stat().st_size > 1000
