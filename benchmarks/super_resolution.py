@@ -218,7 +218,7 @@ def run_set(name, train_vols, test_vols, args):
         train_gt = [crop(v, factor, axis) for v in train_vols]
         test_gt = [crop(v, factor, axis) for v in test_vols]
         pairs = [(inputs(g, factor, axis)["tricubic"], g) for g in train_gt]
-        apply, budget = train_deepresolve(pairs, args, seed=factor)
+        apply, budget = train_deepresolve(pairs, args, seed=args.seed + factor)
         print(f"[{name}] factor {factor}: trained {args.steps} steps in "
               f"{budget['train_s']:.0f} s (+{budget['compile_s']:.0f} s compile), loss "
               f"{budget['loss_first']:.2e} -> {budget['loss_last']:.2e}", flush=True)
@@ -307,6 +307,8 @@ def main(argv=None):
     parser.add_argument("--patch", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the net of factor f is initialised and trained with seed + f")
     parser.add_argument("--out", default=str(ROOT / "results" / "super_resolution"))
     args = parser.parse_args(argv)
     args.factors = [int(f) for f in args.factors.split(",")]
@@ -338,7 +340,7 @@ def main(argv=None):
                      "numpy": np.__version__, "scipy": scipy.__version__,
                      "optax": optax.__version__, "python": platform.python_version()},
         "settings": {"steps": args.steps, "depth": args.depth, "features": args.features,
-                     "patch": args.patch, "batch": args.batch, "lr": args.lr,
+                     "patch": args.patch, "batch": args.batch, "lr": args.lr, "seed": args.seed,
                      "schedule": "cosine decay to 5 %", "loss": "mean absolute error (l1)",
                      "one_net_per": "factor and data set", "last_layer_init": "zeros",
                      "thick_slice": "ideal k-space truncation, no slice profile",
