@@ -38,3 +38,23 @@ def first_and_steady(fn, repeats):
     start = time.perf_counter()
     out = jax.block_until_ready(fn())
     return out, time.perf_counter() - start, median_time(fn, repeats)
+
+
+def knee_kspace_set(out: Path, *, seed: int, name: str, log):
+    """The multi-coil knee set of the learned-reconstruction benchmarks in ``out/kspace_set``
+    (made once: the 16 real axial knees with 8 simulated birdcage coils and noise at 30 dB, 12
+    training and 4 held-out subjects); logs the split and returns ``(manifest, train_files,
+    val_files)``."""
+    import json
+
+    from mskjax.cli._evaluate import data_files
+    from mskjax.io import make_kspace_set
+
+    kset = out / "kspace_set"
+    if not (kset / "manifest.json").exists():
+        make_kspace_set(data_folder() / "knee_axial_rss" / "knee_axial_rss.npz", kset,
+                        num_coils=8, snr_db=30.0, seed=seed, progress=False)
+    manifest = json.loads((kset / "manifest.json").read_text())
+    log(f"training subjects {manifest['splits']['train']}")
+    log(f"held-out subjects {manifest['splits']['val']}")
+    return manifest, data_files(kset, "train", name), data_files(kset, "val", name)

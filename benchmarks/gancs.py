@@ -53,11 +53,10 @@ import numpy as np
 
 import learned_recon
 import mskjax
-from _common import data_folder
+from _common import knee_kspace_set
 from mskjax import metrics
-from mskjax.cli._evaluate import classical_methods, crop_common, data_files, evaluate_methods
+from mskjax.cli._evaluate import classical_methods, crop_common, evaluate_methods
 from mskjax.cli._train_recon import learned_method, load_trained, train_recon
-from mskjax.io import make_kspace_set
 
 ROOT = Path(__file__).resolve().parent
 ACCELERATION = 5
@@ -154,15 +153,9 @@ def main(argv=None):
         print(text, flush=True)
         lines.append(text)
 
+    manifest, train_files, val_files = knee_kspace_set(out, seed=args.seed, name="gancs",
+                                                       log=log)
     kset = out / "kspace_set"
-    if not (kset / "manifest.json").exists():
-        make_kspace_set(data_folder() / "knee_axial_rss" / "knee_axial_rss.npz", kset,
-                        num_coils=8, snr_db=30.0, seed=args.seed, progress=False)
-    manifest = json.loads((kset / "manifest.json").read_text())
-    train_files = data_files(kset, "train", "gancs")
-    val_files = data_files(kset, "val", "gancs")
-    log(f"training subjects {manifest['splits']['train']}")
-    log(f"held-out subjects {manifest['splits']['val']}")
 
     tick = time.perf_counter()
     tuned_path = out / "tuned_5x.json"

@@ -45,12 +45,10 @@ import jax
 import numpy as np
 
 import mskjax
-from mskjax.cli._evaluate import (classical_methods, crop_common, data_files,
-                                  evaluate_methods, format_table)
+from mskjax.cli._evaluate import (classical_methods, crop_common, evaluate_methods, format_table)
 from mskjax.cli._learned import MODELS
 from mskjax.cli._train_recon import learned_method, load_trained, train_recon
-from mskjax.io import make_kspace_set
-from _common import data_folder
+from _common import knee_kspace_set
 
 ROOT = Path(__file__).resolve().parent
 CENTER_FRACTION = {4: 0.08, 8: 0.04}
@@ -131,15 +129,9 @@ def main(argv=None):
         print(text, flush=True)
         lines.append(text)
 
+    manifest, train_files, val_files = knee_kspace_set(out, seed=args.seed, name="learned_recon",
+                                                       log=log)
     kset = out / "kspace_set"
-    if not (kset / "manifest.json").exists():
-        make_kspace_set(data_folder() / "knee_axial_rss" / "knee_axial_rss.npz", kset,
-                        num_coils=8, snr_db=30.0, seed=args.seed, progress=False)
-    manifest = json.loads((kset / "manifest.json").read_text())
-    train_files = data_files(kset, "train", "learned_recon")
-    val_files = data_files(kset, "val", "learned_recon")
-    log(f"training subjects {manifest['splits']['train']}")
-    log(f"held-out subjects {manifest['splits']['val']}")
 
     report = {"data": manifest, "minutes_per_net": args.minutes,
               "patch_rows": args.patch_rows, "results": {},
