@@ -43,6 +43,14 @@ def _image(x, name, func):
     return jnp.asarray(x)
 
 
+def _unit_peak(x):
+    """``x / max |x|`` (``x`` when all zero): both measures are scale-invariant, and this keeps
+    squares and sums of huge or tiny (but finite) images from overflowing or underflowing.
+    NaN stays NaN."""
+    peak = jnp.max(jnp.abs(x)) if x.size else jnp.zeros((), x.dtype)
+    return x / jnp.where(peak > 0, peak, 1).astype(x.dtype)
+
+
 def _radial_frequency(rows: int, cols: int) -> np.ndarray:
     ky = np.fft.fftfreq(rows)[:, None]
     kx = np.fft.fftfreq(cols)[None, :]
@@ -68,7 +76,7 @@ def high_frequency_energy(image: ArrayLike, *, cutoff: float = 0.25) -> jax.Arra
     func = "mskjax.metrics.high_frequency_energy"
     x = _image(image, "image", func)
     check_interval(cutoff, "cutoff", func, low=0, high=_MAX_CUTOFF, high_open=True)
-    power = jnp.abs(jnp.fft.fft2(x)) ** 2
+    power = jnp.abs(jnp.fft.fft2(_unit_peak(x))) ** 2
     high = jnp.asarray(_radial_frequency(*x.shape[-2:]) > cutoff, power.dtype)
     total = jnp.sum(power)
     _refuse_degenerate(total, "image is all zeros: it has no spectral energy", func)
@@ -109,7 +117,7 @@ def gradient_entropy(image: ArrayLike) -> jax.Array:
         Scalar in ``[0, log(n)]`` (natural logarithm), ``n`` the number of gradient pixels.
     """
     func = "mskjax.metrics.gradient_entropy"
-    x = _image(image, "image", func)
+    x = _unit_peak(_image(image, "image", func))
     dy = x[..., 1:, :-1] - x[..., :-1, :-1]
     dx = x[..., :-1, 1:] - x[..., :-1, :-1]
     magnitude = jnp.sqrt(dy * dy + dx * dx)

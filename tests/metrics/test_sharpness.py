@@ -83,3 +83,16 @@ def test_degenerate_and_bad_input():
     nan = np.ones((4, 4), np.float32)
     nan[0, 0] = np.nan
     assert np.isnan(float(metrics.gradient_entropy(nan)))
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e25, 1e30])
+def test_huge_and_tiny_images_give_the_scale_free_value(scale):
+    # regression: the spectral power (|X|^2) and the gradient sums overflowed for huge images
+    # (NaN, or entropy 0) and underflowed for tiny ones ("all zeros" / "constant" errors)
+    image = np.random.default_rng(0).random((8, 8)).astype(np.float32)
+    for f in (metrics.high_frequency_energy, metrics.gradient_entropy,
+              jax.jit(metrics.high_frequency_energy), jax.jit(metrics.gradient_entropy)):
+        np.testing.assert_allclose(float(f(image * np.float32(scale))), float(f(image)),
+                                   rtol=1e-5)
+    assert abs(float(metrics.high_frequency_energy_ratio(image, image * np.float32(scale)))
+               - 1) < 1e-5
