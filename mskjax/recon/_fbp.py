@@ -107,6 +107,9 @@ def filtered_back_projection(sinogram: ArrayLike, angles: ArrayLike, *, shape: S
         raise ValueError(f"{func}: filter must be one of {FBP_FILTERS}, got {filter!r}")
     check_interval(pixel_size, "pixel_size", func, low=0)
     num_angles, num_detectors = sinogram.shape
+    if num_angles == 0 or num_detectors == 0:
+        raise ValueError(f"{func}: sinogram must have at least one angle and one detector, got "
+                         f"shape {tuple(sinogram.shape)}")
     angles = as_array(angles, "angles", func)
     if np.shape(angles) != (num_angles,):
         raise ValueError(f"{func}: angles must be ({num_angles},), one per sinogram row, got "

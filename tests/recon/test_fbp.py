@@ -124,3 +124,11 @@ def test_bad_angles_are_refused_by_name():
     with pytest.raises(TypeError, match="filtered_back_projection: angles must be real"):
         recon.filtered_back_projection(np.zeros((2, 9), np.float32), np.array([0.0, 1j]),
                                        shape=(8, 8))
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (4, 0)])
+def test_empty_sinogram_is_refused_under_its_own_name(shape):
+    # regression: the error came from mskjax.linop.Radon (angles / num_detectors)
+    angles = np.linspace(0, np.pi, shape[0], endpoint=False)
+    with pytest.raises(ValueError, match="^mskjax.recon.filtered_back_projection: sinogram"):
+        recon.filtered_back_projection(np.zeros(shape, np.float32), angles, shape=(4, 4))
