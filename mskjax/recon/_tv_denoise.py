@@ -83,6 +83,9 @@ def tv_denoise(image: ArrayLike, *, lamda, max_iter: int = 300) -> Reconstructio
     if not 1 <= np.ndim(image) <= 3:
         raise ValueError(f"{func}: image must have 1 to 3 spatial axes, got shape "
                          f"{tuple(np.shape(image))}")
+    if 0 in np.shape(image):
+        raise ValueError(f"{func}: image must not have an empty axis, got shape "
+                         f"{tuple(np.shape(image))}")
     dtype = jnp.result_type(image)
     if not jnp.issubdtype(dtype, jnp.inexact):
         raise TypeError(f"{func}: image must be floating point or complex, got {dtype}")

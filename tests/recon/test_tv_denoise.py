@@ -106,3 +106,10 @@ def test_zero_image_is_a_fixed_point():
     out = recon.tv_denoise(np.zeros((5, 7), np.float32), lamda=0.5, max_iter=20)
     np.testing.assert_array_equal(out.image, 0)
     assert int(out.status) == Status.MAX_ITERATIONS
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 4), (4, 4, 0)])
+def test_empty_axis_is_a_clean_error(shape):
+    # regression: an empty axis raised IndexError from the finite-difference weights
+    with pytest.raises(ValueError, match="^mskjax.recon.tv_denoise: image must not have an empty"):
+        recon.tv_denoise(np.zeros(shape, np.float32), lamda=0.1, max_iter=3)
