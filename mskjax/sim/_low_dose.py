@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from .._checks import as_array, check_interval
+from ._phantom import check_key
 
 _FUNC = "mskjax.sim.low_dose_sinogram"
 
@@ -48,6 +49,7 @@ def low_dose_sinogram(key: jax.Array, sinogram: ArrayLike, *, incident_photons: 
         and float dtype of ``sinogram`` (float32 for integer input).
     """
     func = _FUNC
+    check_key(key, func)
     check_interval(incident_photons, "incident_photons", func, low=0, high=1e9,
                    high_open=False)
     check_interval(dose_fraction, "dose_fraction", func, low=0)

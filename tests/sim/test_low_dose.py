@@ -88,3 +88,10 @@ def test_jit_and_float64():
 def test_bad_input(sinogram, kwargs, error, match):
     with pytest.raises(error, match="mskjax.sim.low_dose_sinogram: " + match):
         sim.low_dose_sinogram(jax.random.key(0), sinogram, **kwargs)
+
+
+@pytest.mark.parametrize("key", [None, 3, np.zeros(3, np.uint32), "key"], ids=repr)
+def test_bad_key_is_a_clean_type_error(key):
+    # regression: JAX's own TypeError ("unexpected PRNG key type") without the function's name
+    with pytest.raises(TypeError, match="^mskjax.sim.low_dose_sinogram: key"):
+        sim.low_dose_sinogram(key, np.ones((4, 4), np.float32), incident_photons=1e5)
