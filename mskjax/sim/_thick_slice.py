@@ -39,6 +39,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from .._checks import as_array, check_finite, check_inexact, check_positive_int, normalize_axes
@@ -48,13 +49,18 @@ PROFILES = ("boxcar", "gaussian")
 _FUNC = "mskjax.sim.thick_slice"
 
 
-def _profile_response(profile: str, width: float, nu: jax.Array) -> jax.Array:
+def _profile_response(profile: str, width: float, nu: np.ndarray) -> np.ndarray:
     """The continuous Fourier transform (value 1 at ``nu = 0``) of a slice profile of width
-    ``width`` thin slices at ``nu`` cycles per thin slice."""
-    if profile == "boxcar":
-        return jnp.sinc(width * nu)  # numpy's sinc: sin(pi x) / (pi x)
-    sigma = width / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-    return jnp.exp(-2.0 * math.pi ** 2 * sigma ** 2 * nu ** 2)
+    ``width`` thin slices at ``nu`` cycles per thin slice (static, on the host in float64; a
+    width so large that ``width * nu`` overflows gives the limit, 0 away from ``nu = 0``)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = width * nu
+        if profile == "boxcar":
+            response = np.sinc(x)  # sin(pi x) / (pi x)
+        else:
+            sigma_nu = x / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+            response = np.exp(-2.0 * math.pi ** 2 * sigma_nu ** 2)
+    return np.where(np.isfinite(x), response, 0.0)
 
 
 def thick_slice(volume: ArrayLike, *, factor: int, axis: int, profile: str | None = None,
@@ -90,7 +96,10 @@ def thick_slice(volume: ArrayLike, *, factor: int, axis: int, profile: str | Non
         raise ValueError(f"{func}: volume must have at least one axis, got a scalar")
     check_positive_int(factor, "factor", func)
     factor = int(factor)
-    (axis,) = normalize_axes(axis, jnp.ndim(volume), "axis", func)
+    axes = normalize_axes(axis, jnp.ndim(volume), "axis", func)
+    if len(axes) != 1:
+        raise ValueError(f"{func}: axis must be one int (the slice axis), got {axis!r}")
+    (axis,) = axes
     n = volume.shape[axis]
     if n % factor:
         raise ValueError(f"{func}: factor {factor} must divide the size along axis {axis}, got "
@@ -123,7 +132,7 @@ def thick_slice(volume: ArrayLike, *, factor: int, axis: int, profile: str | Non
     weight = jnp.exp(2j * math.pi * nu * shift)
     if profile is not None:
         width = float(factor if profile_width is None else profile_width)
-        weight = weight * _profile_response(profile, width, nu)
+        weight = weight * _profile_response(profile, width, (np.arange(m) - m // 2) / n)
     scale = 1.0 / math.sqrt(factor) if norm == "intensity" else 1.0
     shape = [1] * volume.ndim
     shape[axis] = m

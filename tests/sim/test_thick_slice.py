@@ -177,3 +177,21 @@ def test_fuzz_shapes_and_scales(shape, factor, axis, kind):
     scale = np.float32({"random": 1, "zeros": 1, "huge": 1e30, "tiny": 1e-30}[kind])
     ref = np.asarray(sim.thick_slice(x / scale, factor=factor, axis=axis)) * scale
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5 * float(scale))
+
+
+def test_several_axes_are_a_clean_error():
+    # regression: axis=(0, 1) raised "too many values to unpack" without the function's name
+    with pytest.raises(ValueError, match="^mskjax.sim.thick_slice: axis must be one int"):
+        sim.thick_slice(np.ones((4, 4), np.float32), factor=2, axis=(0, 1))
+
+
+@pytest.mark.parametrize("profile", ["boxcar", "gaussian"])
+def test_huge_profile_width_gives_its_limit(profile):
+    # regression: profile_width=1e300 raised OverflowError (gaussian) or gave NaN (boxcar);
+    # the limit of an infinitely wide profile keeps only the mean along the axis
+    volume = np.random.default_rng(0).random((8, 3)).astype(np.float32)
+    out = np.asarray(sim.thick_slice(volume, factor=2, axis=0, profile=profile,
+                                     profile_width=1e300))
+    assert np.all(np.isfinite(out))
+    expected = np.broadcast_to(volume.mean(axis=0), out.shape)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
