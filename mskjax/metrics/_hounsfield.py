@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from jax.typing import ArrayLike
 
+from .._checks import as_array
 from ._segmentation import dice
 
 #: Bone threshold of :func:`bone_dice` (HU): between soft tissue (about +24 HU in the
@@ -41,7 +42,7 @@ class HounsfieldErrors(NamedTuple):
 
 
 def _real(x, name, func):
-    x = np.asarray(x)
+    x = np.asarray(as_array(x, name, func))
     if x.dtype == bool or not (np.issubdtype(x.dtype, np.floating)
                                or np.issubdtype(x.dtype, np.integer)):
         raise TypeError(f"{func}: {name} must be a real array of HU, got {x.dtype}")
@@ -71,7 +72,7 @@ def hounsfield_mae_per_tissue(ct_true: ArrayLike, ct_pred: ArrayLike, classes: A
     func = "mskjax.metrics.hounsfield_mae_per_tissue"
     true = _real(ct_true, "ct_true", func)
     pred = _real(ct_pred, "ct_pred", func)
-    cls = np.asarray(classes)
+    cls = np.asarray(as_array(classes, "classes", func))
     if cls.dtype == bool or not np.issubdtype(cls.dtype, np.integer):
         raise TypeError(f"{func}: classes must be an integer class map, got {cls.dtype}")
     if not (true.shape == pred.shape == cls.shape):

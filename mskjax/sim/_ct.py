@@ -24,8 +24,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
+from .._checks import as_array
 from ._geometry import KNEE_LABELS
 from ._tissues import _labels_of
 from ._xray import ATTENUATION_PER_CM
@@ -77,8 +79,8 @@ def hounsfield_units(attenuation: ArrayLike, *,
     """
     func = "mskjax.sim.hounsfield_units"
     mu = _real(attenuation, "attenuation", func)
-    water = _positive(water, "water", func)
-    return (1000.0 / water) * (mu - water)
+    water = _positive(water, "water", func, mu.dtype)
+    return 1000.0 * ((mu - water) / water)
 
 
 def attenuation_from_hounsfield(hu: ArrayLike, *,
@@ -86,7 +88,7 @@ def attenuation_from_hounsfield(hu: ArrayLike, *,
     """The inverse of :func:`hounsfield_units`: ``water * (1 + hu / 1000)`` in 1/cm."""
     func = "mskjax.sim.attenuation_from_hounsfield"
     hu = _real(hu, "hu", func)
-    water = _positive(water, "water", func)
+    water = _positive(water, "water", func, hu.dtype)
     return water * (1.0 + hu / 1000.0)
 
 
@@ -107,9 +109,9 @@ def ct_tissue_classes(phantom_or_labels: Any) -> jax.Array:
 
 
 def _real(x, name, func):
-    if not hasattr(x, "dtype"):
-        x = jnp.asarray(x, jnp.float32)
-    if jnp.issubdtype(x.dtype, jnp.complexfloating) or jnp.issubdtype(x.dtype, jnp.bool_):
+    x = as_array(x, name, func)
+    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)) or (
+            jnp.issubdtype(x.dtype, jnp.bool_)):
         raise TypeError(f"{func}: {name} must be real, got {x.dtype}")
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -117,8 +119,13 @@ def _real(x, name, func):
     return x
 
 
-def _positive(value, name, func):
+def _positive(value, name, func, dtype):
+    # kept within the square roots of the dtype's smallest normal and largest numbers, so that
+    # neither ``1 / water`` nor a ratio of ordinary attenuations to it overflows or flushes to 0
+    info = jnp.finfo(dtype)
+    low, high = float(np.sqrt(info.tiny)), float(np.sqrt(info.max))
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            0 < value < float("inf")):
-        raise ValueError(f"{func}: {name} must be a positive finite number, got {value!r}")
+            low <= value <= high):
+        raise ValueError(f"{func}: {name} must be a positive finite number in [{low:.3g}, "
+                         f"{high:.3g}] for {dtype} data, got {value!r}")
     return float(value)

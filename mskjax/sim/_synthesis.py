@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from .._checks import as_array
 from ._contrast import CONTRASTS
 from ._ct import CT_TISSUE_CLASSES, attenuation_map, ct_tissue_classes, hounsfield_units
 from ._example import segmentation_example
@@ -117,12 +118,12 @@ def pseudo_ct_example(key: jax.Array, *, shape: Sequence[int] = (48, 96, 96),
 
 
 def _check_classes(classes, func, name="classes"):
-    classes = jnp.asarray(classes)
+    classes = as_array(classes, name, func)
     if not jnp.issubdtype(classes.dtype, jnp.integer) or jnp.issubdtype(classes.dtype,
                                                                          jnp.bool_):
         raise TypeError(f"{func}: {name} must be integer indices into CT_TISSUE_CLASSES, got "
                         f"{classes.dtype}")
-    return classes
+    return jnp.asarray(classes)
 
 
 def mean_hounsfield_per_class(hounsfield: ArrayLike, classes: ArrayLike, *,
@@ -179,7 +180,7 @@ def pseudo_ct_from_classes(classes: ArrayLike, table: ArrayLike) -> jax.Array:
     """
     func = "mskjax.sim.pseudo_ct_from_classes"
     classes = _check_classes(classes, func)
-    table = jnp.asarray(table)
+    table = as_array(table, "table", func)
     if table.ndim != 1 or table.shape[0] < 1 or not jnp.issubdtype(table.dtype, jnp.floating):
         raise ValueError(f"{func}: table must be a real (num_classes,) array of HU, got "
                          f"shape {table.shape} and dtype {table.dtype}")
@@ -187,4 +188,4 @@ def pseudo_ct_from_classes(classes: ArrayLike, table: ArrayLike) -> jax.Array:
             int(classes.min()) < 0 or int(classes.max()) >= table.shape[0]):
         raise ValueError(f"{func}: classes must lie in 0..{table.shape[0] - 1}, got "
                          f"{int(classes.min())}..{int(classes.max())}")
-    return table.astype(jnp.float32)[classes]
+    return jnp.asarray(table).astype(jnp.float32)[classes]

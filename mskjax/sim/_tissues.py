@@ -285,7 +285,7 @@ def _labels_of(phantom_or_labels, func):
     if not hasattr(labels, "dtype") or not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"{func}: expected a KneePhantom or an integer label array, got "
                         f"{getattr(labels, 'dtype', type(labels).__name__)}")
-    if not isinstance(labels, jax.core.Tracer):
+    if not isinstance(labels, jax.core.Tracer) and jnp.size(labels):
         low, high = int(jnp.min(labels)), int(jnp.max(labels))
         if low < 0 or high >= len(KNEE_LABELS):
             raise ValueError(f"{func}: labels must be in 0..{len(KNEE_LABELS) - 1} "

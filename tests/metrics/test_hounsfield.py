@@ -102,3 +102,13 @@ def test_bad_input():
     for threshold in (float("nan"), True, "200"):
         with pytest.raises(ValueError, match=f"{g}: threshold must be a finite number"):
             metrics.bone_dice(TRUE, PRED, threshold=threshold)
+
+
+@pytest.mark.parametrize("func", ["hounsfield_mae_per_tissue", "bone_dice"])
+def test_ragged_input_is_a_clean_type_error(func):
+    # regression: numpy's "inhomogeneous shape" ValueError without the function's name
+    args = ([[1.0], [1.0, 2.0]], np.zeros(2))
+    if func == "hounsfield_mae_per_tissue":
+        args = (*args, np.zeros(2, np.int32))
+    with pytest.raises(TypeError, match=f"^mskjax.metrics.{func}:"):
+        getattr(metrics, func)(*args)

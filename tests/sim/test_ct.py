@@ -110,3 +110,27 @@ def test_bad_values(func):
     for water in (0.0, -0.2, float("inf"), float("nan"), True, "0.2"):
         with pytest.raises(ValueError, match=f"mskjax.sim.{name}: water must be a positive"):
             func(jnp.ones(3), water=water)
+
+
+@pytest.mark.parametrize("func", [sim.attenuation_map, sim.ct_tissue_classes])
+def test_empty_label_map_gives_an_empty_map(func):
+    # regression: numpy's "zero-size array to reduction operation min" ValueError
+    assert np.asarray(func(np.zeros((0, 4), np.int32))).shape == (0, 4)
+
+
+@pytest.mark.parametrize("func", [sim.hounsfield_units, sim.attenuation_from_hounsfield])
+@pytest.mark.parametrize("value", ["abc", None, [[0.2], [0.3, 1.0]], np.array([None, 1])],
+                         ids=repr)
+def test_non_arrays_are_clean_type_errors(func, value):
+    # regression: JAX's and numpy's own errors, without the function's name
+    with pytest.raises(TypeError, match=f"^mskjax.sim.{func.__name__}:"):
+        func(value)
+
+
+@pytest.mark.parametrize("water", [1e-30, 1e30])
+def test_water_that_makes_inf_or_nan_is_refused(water):
+    # regression: water=1e-30 gave inf and water=1e30 gave -0 or NaN for finite attenuations
+    with pytest.raises(ValueError, match="^mskjax.sim.hounsfield_units: water"):
+        sim.hounsfield_units(np.float32([0.205, 1.0]), water=water)
+    np.testing.assert_allclose(np.asarray(sim.hounsfield_units(np.float32([0.0, 2e18]),
+                                                               water=1e18)), [-1000, 1000])

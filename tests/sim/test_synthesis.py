@@ -128,3 +128,18 @@ def test_class_assignment_errors():
         sim.pseudo_ct_from_classes(jnp.asarray([0, 1]), np.zeros((2, 2)))
     with pytest.raises(TypeError, match=f"{g}: classes must be integer"):
         sim.pseudo_ct_from_classes(jnp.asarray([0.0, 1.0]), np.zeros(4))
+
+
+@pytest.mark.parametrize(("classes", "table"), [("abc", np.zeros(4)), (np.arange(4), "abcd"),
+                                                (np.arange(4), None), (None, np.zeros(4))],
+                         ids=repr)
+def test_pseudo_ct_non_arrays_are_clean_type_errors(classes, table):
+    # regression: JAX's own TypeError / ValueError without the function's name
+    with pytest.raises(TypeError, match="^mskjax.sim.pseudo_ct_from_classes:"):
+        sim.pseudo_ct_from_classes(classes, table)
+
+
+def test_mean_hounsfield_per_class_none_classes_is_a_clean_type_error():
+    # regression: "None is not a valid value for jnp.array"
+    with pytest.raises(TypeError, match="^mskjax.sim.mean_hounsfield_per_class:"):
+        sim.mean_hounsfield_per_class(np.zeros(4), None)
