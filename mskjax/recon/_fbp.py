@@ -126,15 +126,17 @@ def filtered_back_projection(sinogram: ArrayLike, angles: ArrayLike, *, shape: S
 def _fbp(sinogram, angles, *, shape, window, pixel_size):
     dtype = sinogram.dtype
     num_angles, num_detectors = sinogram.shape
-    projector = Radon(shape, angles, num_detectors=num_detectors, pixel_size=pixel_size)
+    # Both projectors in pixel units: their pixel_size factors cancel against the scale's
+    # (pi / (2 n pixel_size^2) times pixel_size), which overflowed float32 for tiny pixels.
+    projector = Radon(shape, angles, num_detectors=num_detectors)
     size = max(64, int(2 ** np.ceil(np.log2(2 * num_detectors))))
     response = jnp.asarray(ramp_filter(size, window), dtype)
     spectrum = jnp.fft.fft(sinogram, n=size, axis=-1) * response
     filtered = jnp.real(jnp.fft.ifft(spectrum, axis=-1))[:, :num_detectors].astype(dtype)
     # The samples' density around each pixel, from a projector wide enough to see every
     # pixel at every angle (it measures the lattice, not the detector's coverage).
-    wide = Radon(shape, angles, pixel_size=pixel_size)
-    density = wide.H(jnp.ones(wide.oshape, dtype)) / (num_angles * pixel_size)
+    wide = Radon(shape, angles)
+    density = wide.H(jnp.ones(wide.oshape, dtype)) / num_angles
     density = jnp.where(density > 0.5, density, 1).astype(dtype)
-    scale = np.pi / (2 * num_angles * pixel_size ** 2)
+    scale = np.pi / (2 * num_angles * pixel_size)
     return (scale * projector.H(filtered) / density).astype(dtype)

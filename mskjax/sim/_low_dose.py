@@ -46,7 +46,8 @@ def low_dose_sinogram(key: jax.Array, sinogram: ArrayLike, *, incident_photons: 
 
     Returns:
         ``-log(max(N, 1/2) / (I0 d))`` with ``N ~ Poisson(I0 d exp(-p))`` per ray, the shape
-        and float dtype of ``sinogram`` (float32 for integer input).
+        and float dtype of ``sinogram`` (float32 for integer input). Under ``jit`` (values
+        unchecked) a NaN, infinite or negative entry gives NaN there.
     """
     func = _FUNC
     check_key(key, func)
@@ -73,4 +74,8 @@ def low_dose_sinogram(key: jax.Array, sinogram: ArrayLike, *, incident_photons: 
     expected = photons * jnp.exp(-p.astype(jnp.float32))
     counts = jax.random.poisson(key, expected, dtype=jnp.int32).astype(jnp.float32)
     counts = jnp.maximum(counts, ZERO_COUNT_READING)
-    return (jnp.log(photons) - jnp.log(counts)).astype(dtype)
+    reading = jnp.log(photons) - jnp.log(counts)
+    # Under jit the values are not checked: a NaN, infinite or negative line integral reads as
+    # NaN, never as a plausible measurement.
+    reading = jnp.where(jnp.isfinite(p) & (p >= 0), reading, jnp.nan)
+    return reading.astype(dtype)

@@ -132,3 +132,15 @@ def test_empty_sinogram_is_refused_under_its_own_name(shape):
     angles = np.linspace(0, np.pi, shape[0], endpoint=False)
     with pytest.raises(ValueError, match="^mskjax.recon.filtered_back_projection: sinogram"):
         recon.filtered_back_projection(np.zeros(shape, np.float32), angles, shape=(4, 4))
+
+
+def test_tiny_pixels_do_not_overflow():
+    # regression: the scale pi / (2 n pixel_size^2) overflowed float32 for pixel_size=1e-30
+    # (inf image) although the image, 1 / pixel_size times the one in pixels, is representable
+    angles = np.linspace(0, np.pi, 4, endpoint=False)
+    sinogram = np.random.default_rng(0).random((4, 11)).astype(np.float32)
+    in_pixels = np.asarray(recon.filtered_back_projection(sinogram, angles, shape=(8, 8)))
+    tiny = np.asarray(recon.filtered_back_projection(sinogram, angles, shape=(8, 8),
+                                                     pixel_size=1e-30))
+    assert np.all(np.isfinite(tiny))
+    np.testing.assert_allclose(tiny * 1e-30, in_pixels, rtol=1e-5, atol=1e-6)

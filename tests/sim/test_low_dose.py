@@ -95,3 +95,13 @@ def test_bad_key_is_a_clean_type_error(key):
     # regression: JAX's own TypeError ("unexpected PRNG key type") without the function's name
     with pytest.raises(TypeError, match="^mskjax.sim.low_dose_sinogram: key"):
         sim.low_dose_sinogram(key, np.ones((4, 4), np.float32), incident_photons=1e5)
+
+
+def test_jitted_nonfinite_or_negative_line_integrals_read_as_nan():
+    # regression: under jit NaN, +-inf and negative entries read as a plausible 9.9 (no photon)
+    key = jax.random.PRNGKey(0)
+    noisy = jax.jit(lambda s: sim.low_dose_sinogram(key, s, incident_photons=1e5,
+                                                    dose_fraction=0.1))
+    out = np.asarray(noisy(np.float32([np.nan, np.inf, -np.inf, -1e3, 0.0, 1.0])))
+    assert np.all(np.isnan(out[:4]))
+    assert np.all(np.isfinite(out[4:]))
