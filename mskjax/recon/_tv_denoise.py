@@ -40,8 +40,10 @@ def _ball_projection(lamda) -> Prox:
         real = jnp.finfo(v.dtype).dtype
         lam = jnp.asarray(lamda, real)
         norms = jnp.sqrt(jnp.sum(jnp.abs(v) ** 2, axis=0, keepdims=True))
-        return (v / jnp.maximum(1, norms / jnp.where(lam > 0, lam, 1)) * (lam > 0)
-                ).astype(v.dtype)
+        projected = v / jnp.maximum(1, norms / jnp.where(lam > 0, lam, 1)) * (lam > 0)
+        # a traced lamda is not checked: NaN or negative makes the result NaN (status
+        # NONFINITE), never the undenoised image
+        return jnp.where(lam >= 0, projected, jnp.nan).astype(v.dtype)
 
     return Prox(apply, lambda v: jnp.zeros((), jnp.finfo(v.dtype).dtype))
 
@@ -67,7 +69,8 @@ def tv_denoise(image: ArrayLike, *, lamda, max_iter: int = 300) -> Reconstructio
         image: ``(*spatial)`` real (or complex) image, 1 to 3 spatial axes.
         lamda: the weight of the total variation ``>= 0`` (keyword-only), in the image's units
             (``weight`` in scikit-image); 0 returns the image. May be traced (tuned under
-            ``jax.vmap``).
+            ``jax.vmap``); a traced NaN or negative ``lamda`` gives a NaN image with status
+            ``NONFINITE``.
         max_iter: FISTA iterations (keyword-only, static); 300 reach scikit-image's minimiser
             (and its objective to 1e-5) to about 1e-3 of the image's range on a noisy
             piecewise-constant image.

@@ -113,3 +113,17 @@ def test_empty_axis_is_a_clean_error(shape):
     # regression: an empty axis raised IndexError from the finite-difference weights
     with pytest.raises(ValueError, match="^mskjax.recon.tv_denoise: image must not have an empty"):
         recon.tv_denoise(np.zeros(shape, np.float32), lamda=0.1, max_iter=3)
+
+
+@pytest.mark.parametrize("lamda", [float("nan"), -1.0])
+def test_traced_invalid_lamda_is_visible(lamda):
+    # regression: under jit a NaN or negative lamda returned the image unchanged with status
+    # MAX_ITERATIONS (the ball projection treated it as lamda = 0)
+    denoise = jax.jit(lambda x, lam: recon.tv_denoise(x, lamda=lam, max_iter=5))
+    image = np.random.default_rng(0).random((6, 6)).astype(np.float32)
+    out = denoise(image, jnp.float32(lamda))
+    assert int(out.status) == Status.NONFINITE
+    assert np.all(np.isnan(np.asarray(out.image)))
+    ok = denoise(image, jnp.float32(0.0))
+    assert int(ok.status) != Status.NONFINITE
+    np.testing.assert_allclose(np.asarray(ok.image), image, rtol=1e-6)
