@@ -44,8 +44,8 @@ def _image(x, name, func):
 
 
 def _unit_peak(x):
-    """``x / max |x|`` (``x`` when all zero): both measures are scale-invariant, and this keeps
-    squares and sums of huge or tiny (but finite) images from overflowing or underflowing.
+    """``x / max |x|`` (``x`` when all zero): the measure is scale-invariant, and this keeps
+    the spectral power of huge or tiny (but finite) images from overflowing or underflowing.
     NaN stays NaN."""
     peak = jnp.max(jnp.abs(x)) if x.size else jnp.zeros((), x.dtype)
     return x / jnp.where(peak > 0, peak, 1).astype(x.dtype)
@@ -117,9 +117,14 @@ def gradient_entropy(image: ArrayLike) -> jax.Array:
         Scalar in ``[0, log(n)]`` (natural logarithm), ``n`` the number of gradient pixels.
     """
     func = "mskjax.metrics.gradient_entropy"
-    x = _unit_peak(_image(image, "image", func))
+    x = _image(image, "image", func)
+    # differences of the image as given (a constant gives exact zeros, also under jit), then
+    # scaled to a unit peak so that the squares neither overflow nor underflow
     dy = x[..., 1:, :-1] - x[..., :-1, :-1]
     dx = x[..., :-1, 1:] - x[..., :-1, :-1]
+    peak = jnp.maximum(jnp.max(jnp.abs(dy)), jnp.max(jnp.abs(dx)))
+    peak = jnp.where(peak > 0, peak, 1).astype(x.dtype)
+    dy, dx = dy / peak, dx / peak
     magnitude = jnp.sqrt(dy * dy + dx * dx)
     total = jnp.sum(magnitude)
     _refuse_degenerate(total, "image is constant: it has no gradient", func)

@@ -96,3 +96,10 @@ def test_huge_and_tiny_images_give_the_scale_free_value(scale):
                                    rtol=1e-5)
     assert abs(float(metrics.high_frequency_energy_ratio(image, image * np.float32(scale)))
                - 1) < 1e-5
+
+
+def test_constant_image_under_jit_has_no_gradient_entropy():
+    # regression (of the unit-peak scaling): under jit XLA's fused x / peak differed by an ulp
+    # between neighbours, so a constant image got the entropy of a uniform gradient, log(49)
+    value = float(jax.jit(metrics.gradient_entropy)(np.full((8, 8), 3.0, np.float32)))
+    assert np.isnan(value)
