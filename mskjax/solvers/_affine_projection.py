@@ -55,8 +55,8 @@ def affine_projection(operator: LinearOperator, x: jax.Array, y: jax.Array, *,
         implicit: implicit gradients through CG (default) or through its iterations.
 
     Returns:
-        :class:`SolverResult` with ``x`` the projected point ``P(x)`` (the dtype of ``x`` and
-        ``y`` promoted together), and CG's ``iterations``, ``history`` (relative residual of
+        :class:`SolverResult` with ``x`` the projected point ``P(x)`` (the dtype of ``x``,
+        ``y`` and ``A x`` promoted together: complex for a complex operator), and CG's ``iterations``, ``history`` (relative residual of
         the normal equations) and ``status`` (``NONFINITE`` when ``x`` or ``y`` holds NaN or
         infinity, which then stays visible in ``x``).
     """
@@ -66,7 +66,9 @@ def affine_projection(operator: LinearOperator, x: jax.Array, y: jax.Array, *,
     if not isinstance(x, jax.Array) or x.shape != operator.ishape:
         raise ValueError(f"{func}: x must have the operator's input shape {operator.ishape}, "
                          f"got {getattr(x, 'shape', type(x).__name__)}")
-    dtype = jnp.result_type(x, y)
+    # a complex operator makes real x and y complex (casting A x back to real dropped its
+    # imaginary part and broke the transposed solve)
+    dtype = jnp.result_type(x, y, jax.eval_shape(operator, x).dtype)
     x, y = x.astype(dtype), y.astype(dtype)
     check_positive_int(max_iter, "max_iter", func)
     if tol is None:
