@@ -37,7 +37,7 @@ _MAX_CUTOFF = 0.5 * float(np.sqrt(2.0))
 def _image(x, name, func):
     x = as_array(x, name, func)
     _check_real(x, name, func)
-    if x.ndim < 2 or min(x.shape[-2:]) < 2:
+    if x.ndim < 2 or min(x.shape[-2:]) < 2 or x.size == 0:
         raise ValueError(f"{func}: {name} must be (..., rows, cols) with at least 2 rows and "
                          f"columns, got shape {tuple(x.shape)}")
     return jnp.asarray(x)

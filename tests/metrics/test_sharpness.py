@@ -103,3 +103,11 @@ def test_constant_image_under_jit_has_no_gradient_entropy():
     # between neighbours, so a constant image got the entropy of a uniform gradient, log(49)
     value = float(jax.jit(metrics.gradient_entropy)(np.full((8, 8), 3.0, np.float32)))
     assert np.isnan(value)
+
+
+@pytest.mark.parametrize("func", [metrics.high_frequency_energy, metrics.gradient_entropy])
+def test_empty_stack_is_a_clean_error(func):
+    # regression (of the unit-peak scaling): jnp.max of a (0, 8, 8) stack raised numpy's
+    # "zero-size array" ValueError without the function's name
+    with pytest.raises(ValueError, match=f"^mskjax.metrics.{func.__name__}: image"):
+        func(np.zeros((0, 8, 8), np.float32))
