@@ -73,6 +73,8 @@ from ._augment import (ReconExample, augment_recon_example, draw_equispaced_mask
 from ._checkpoint import latest_step, read_checkpoint_config, restore_checkpoint, save_checkpoint
 from ._cross_contrast import (CrossContrastNets, CrossContrastState, cross_contrast_nets,
                              init_cross_contrast_state, make_cross_contrast_step)
+from ._distributed import (ProcessSet, distributed_settings, global_batch,
+                           initialize_distributed, process_shard)
 from ._gan import GANState, init_gan_state, make_gan_train_step, restore_gan_checkpoint
 from ._log import MetricsWriter, ProgressBar, read_metrics
 from ._model import merge_model, split_model
@@ -89,6 +91,8 @@ __all__ = [
     "make_eval_step", "batch_indices", "save_checkpoint", "restore_checkpoint", "latest_step",
     "read_checkpoint_config", "MetricsWriter", "read_metrics", "ProgressBar", "data_parallel",
     "DataParallelStep", "batch_mesh", "shard_batch", "replicate",
+    "ProcessSet", "distributed_settings", "initialize_distributed", "process_shard",
+    "global_batch",
     "ReconExample", "augment_recon_example", "draw_equispaced_mask", "draw_random_mask",
     "fastmri_eval_example",
     "CrossContrastNets", "CrossContrastState", "init_cross_contrast_state",
