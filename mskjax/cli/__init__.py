@@ -7,6 +7,7 @@ import sys
 
 from .. import __version__
 from ._quant import add_quant_parser
+from ._recon import add_recon_parser
 
 
 class _Parser(argparse.ArgumentParser):
@@ -290,6 +291,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="refine the probabilities towards image edges before the argmax")
     sg.add_argument("--preview", default=None, help="also write a PNG of the middle slice")
     add_quant_parser(commands)
+    add_recon_parser(commands)
     return parser
 
 
@@ -572,6 +574,12 @@ def _dispatch(args: argparse.Namespace) -> int:
               + (f" ({listed})" if listed else ""))
         if "figure" in report:
             print(f"wrote {report['figure']}")
+    if args.command == "recon":
+        try:
+            from ._recon import run_recon_command
+        except ImportError as err:
+            return _missing(err)
+        return run_recon_command(args)
     if args.command == "quant":
         try:
             from ._quant import run_quant_command
