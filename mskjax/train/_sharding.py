@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -54,10 +55,80 @@ def shard_batch(batch: Any, mesh: Mesh | None = None) -> Any:
     return jax.device_put(batch, NamedSharding(mesh, PartitionSpec(AXIS)))
 
 
+def _spans_processes(mesh: Mesh) -> bool:
+    return any(d.process_index != jax.process_index() for d in mesh.devices.flat)
+
+
+def _is_global(leaf) -> bool:
+    return isinstance(leaf, jax.Array) and not leaf.is_fully_addressable
+
+
+def _fingerprint(leaves) -> np.ndarray:
+    digest = hashlib.blake2b(digest_size=16)
+    for leaf in leaves:
+        host = np.asarray(leaf)
+        digest.update(f"{host.dtype}{host.shape}".encode())
+        digest.update(np.ascontiguousarray(host).tobytes())
+    return np.frombuffer(digest.digest(), dtype=np.uint32)
+
+
+def _place_global(tree: Any, sharding: NamedSharding, func: str) -> Any:
+    """``device_put`` onto a mesh over several processes, where each process holds the full
+    value: host and single-device arrays go through ``make_array_from_callback`` (JAX's
+    ``device_put`` refuses devices of other processes), after a check that every process
+    holds the same values (a different value would silently become a corrupt global array)."""
+    from jax.experimental import multihost_utils
+
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    local = []
+    for i, leaf in enumerate(leaves):
+        if _is_global(leaf):
+            continue
+        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype,
+                                                                jax.dtypes.prng_key):
+            local.append((i, np.asarray(jax.device_get(jax.random.key_data(leaf))),
+                          jax.random.key_impl(leaf)))
+        else:
+            local.append((i, np.asarray(jax.device_get(leaf)), None))
+    if not local:
+        return jax.tree_util.tree_unflatten(treedef, [
+            leaf if leaf.sharding == sharding else jax.device_put(leaf, sharding)
+            for leaf in leaves])
+    fingerprints = multihost_utils.process_allgather(_fingerprint([h for _, h, _ in local]))
+    differing = [p for p in range(len(fingerprints))
+                 if not np.array_equal(fingerprints[p], fingerprints[0])]
+    if differing:
+        raise ValueError(f"{func}: the arrays to place on the mesh differ between processes "
+                         f"(processes {differing} differ from process 0); every process must "
+                         "hold the same values (the same seed, the same checkpoint), or pass "
+                         "global arrays (mskjax.train.global_batch)")
+    out = list(leaves)
+    for i, host, impl in local:
+        placed = jax.make_array_from_callback(host.shape, sharding,
+                                              lambda index, host=host: host[index])
+        out[i] = placed if impl is None else jax.random.wrap_key_data(placed, impl=impl)
+    out = [leaf if not _is_global(leaf) or leaf.sharding == sharding
+           else jax.device_put(leaf, sharding) for leaf in out]
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def _place(tree: Any, mesh: Mesh, spec: PartitionSpec, func: str) -> Any:
+    sharding = NamedSharding(mesh, spec)
+    if _spans_processes(mesh):
+        return _place_global(tree, sharding, func)
+    return jax.device_put(tree, sharding)
+
+
 def replicate(tree: Any, mesh: Mesh | None = None) -> Any:
-    """Place a full copy of every array of ``tree`` on every device of ``mesh``."""
-    mesh = _check_mesh(mesh, "mskjax.train.replicate")
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    """Place a full copy of every array of ``tree`` on every device of ``mesh``.
+
+    On a mesh over several processes (``jax.distributed``), every process must pass the same
+    values (checked: a ValueError names the processes that differ); arrays already placed
+    over the mesh (global arrays) are kept.
+    """
+    func = "mskjax.train.replicate"
+    mesh = _check_mesh(mesh, func)
+    return _place(tree, mesh, PartitionSpec(), func)
 
 
 class DataParallelStep:
@@ -73,10 +144,20 @@ class DataParallelStep:
                               donate_argnums=(0,) if donate_state else ())
 
     def place(self, state, batch):
-        """``(replicate(state), shard_batch(batch))`` on this step's mesh."""
-        _check_batch(batch, self.mesh.shape[AXIS], "mskjax.train.data_parallel")
-        return (replicate(state, self.mesh),
-                jax.device_put(batch, NamedSharding(self.mesh, PartitionSpec(AXIS))))
+        """``(replicate(state), shard_batch(batch))`` on this step's mesh.
+
+        On a mesh over several processes the batch is best a global array
+        (:func:`~mskjax.train.global_batch`); a host batch must then be the whole global
+        batch, the same on every process. Arrays already placed so are kept as they are.
+        """
+        func = "mskjax.train.data_parallel"
+        _check_batch(batch, self.mesh.shape[AXIS], func)
+        if not (_spans_processes(self.mesh) or any(
+                _is_global(leaf) for leaf in jax.tree_util.tree_leaves((state, batch)))):
+            return (replicate(state, self.mesh),
+                    jax.device_put(batch, NamedSharding(self.mesh, PartitionSpec(AXIS))))
+        return (_place(state, self.mesh, PartitionSpec(), func),
+                _place(batch, self.mesh, PartitionSpec(AXIS), func))
 
     def __call__(self, state, batch):
         return self.jitted(*self.place(state, batch))
