@@ -10,6 +10,16 @@ interrupted (a crash, a killed process) leaves only a temporary folder, which re
 the next :func:`save_checkpoint` removes; the previous checkpoints stay restorable. The last
 ``keep`` steps are kept; older ones are deleted after a successful save.
 
+In a multi-process run (``jax.distributed``) every process calls :func:`save_checkpoint` and
+:func:`restore_checkpoint` with the same arguments: orbax writes each replicated array once
+(from its first replica; the JSON entries from process 0) and renames the finished folder once,
+and every process waits at a barrier before the save and after it, so that no process reads a
+checkpoint before it is complete. ``meta.json`` records the mesh the state was placed on (axis
+names and sizes, devices, processes, the partition specs of sharded leaves). A replicated state
+restores on any number of processes or devices (a checkpoint of 2 processes into 1 and back);
+a target placed on a mesh with other axis names, or with other partition specs, is refused as
+a checkpoint from another mesh. Checkpoints without the mesh entry restore as before.
+
 The configuration is a JSON object with a ``"model"`` entry, ``{"name": <architecture>,
 "kwargs": {<constructor keyword arguments>}}``, and any other entries (training settings), so a
 checkpoint says what to build before restoring into it::
@@ -113,6 +123,59 @@ def latest_step(directory: str | os.PathLike) -> int | None:
     return steps[-1] if steps else None
 
 
+def _sync(name: str):
+    """A barrier of all processes (nothing on one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(name)
+
+
+def _spec_json(spec) -> list:
+    return [entry if entry is None or isinstance(entry, str) else list(entry)
+            for entry in spec]
+
+
+def _mesh_meta(tree) -> dict:
+    """The mesh of ``tree``'s arrays (from their NamedSharding) and the partition specs of
+    its sharded leaves by dotted path; ``axis_names`` is None for arrays on one device."""
+    from jax.sharding import NamedSharding
+    mesh, sharded = None, {}
+    for path, leaf in _flat_by_path(tree).items():
+        sharding = getattr(leaf, "sharding", None)
+        if not isinstance(sharding, NamedSharding):
+            continue
+        mesh = mesh or sharding.mesh
+        if any(entry is not None for entry in sharding.spec):
+            sharded[".".join(path)] = _spec_json(sharding.spec)
+    return {"axis_names": None if mesh is None else [str(a) for a in mesh.axis_names],
+            "axis_sizes": None if mesh is None else [int(n) for n in mesh.devices.shape],
+            "num_devices": None if mesh is None else int(mesh.size),
+            "num_processes": int(jax.process_count()), "sharded": sharded}
+
+
+def _describe_mesh(mesh: dict) -> str:
+    if mesh.get("axis_names") is None:
+        return f"single devices ({mesh.get('num_processes')} processes)"
+    axes = ", ".join(f"{a!r}: {n}" for a, n in zip(mesh["axis_names"], mesh["axis_sizes"]))
+    specs = "; ".join(f"{k} {v}" for k, v in sorted(mesh.get("sharded", {}).items())[:4])
+    more = " and more" if len(mesh.get("sharded", {})) > 4 else ""
+    return (f"mesh {{{axes}}} over {mesh.get('num_processes')} processes, "
+            + (f"sharded leaves {specs}{more}" if specs else "all leaves replicated"))
+
+
+def _check_mesh_fits(saved: dict | None, target: dict, where: str, func: str):
+    """A target on a mesh with other axis names or partition specs than the checkpoint's is
+    refused; other device or process counts with the same layout are fine."""
+    if not saved or saved.get("axis_names") is None or target["axis_names"] is None:
+        return
+    if (saved["axis_names"] != target["axis_names"]
+            or saved.get("sharded", {}) != target["sharded"]):
+        raise ValueError(f"{func}: {where} is a checkpoint from another mesh: saved on "
+                         f"{_describe_mesh(saved)}; the target is on {_describe_mesh(target)}. "
+                         "Place the target like the saved state (mskjax.train.replicate on a "
+                         "mesh with the same axis names), or restore without a target")
+
+
 def save_checkpoint(directory: str | os.PathLike, state: TrainState, *, config: Mapping,
                     step: int | None = None, keep: int = 3) -> Path:
     """Write ``state`` and ``config`` as the checkpoint of ``step``, atomically.
@@ -142,6 +205,7 @@ def save_checkpoint(directory: str | os.PathLike, state: TrainState, *, config: 
     if isinstance(keep, bool) or not isinstance(keep, numbers.Integral) or keep < 1:
         raise ValueError(f"{func}: keep must be an integer >= 1, got {keep!r}")
     step = int(step)
+    _sync(f"mskjax.train.save_checkpoint {directory} {step} start")
     existing = _steps(directory)
     if existing and step <= existing[-1]:
         raise ValueError(f"{func}: step {step} is not newer than the latest checkpoint "
@@ -149,7 +213,8 @@ def save_checkpoint(directory: str | os.PathLike, state: TrainState, *, config: 
                          "continue from an older one, or use another directory")
     ocp = _ocp()
     tree = {**state._asdict(), "key": jax.random.key_data(state.key)}
-    meta = {"format": _FORMAT, "key_impl": str(jax.random.key_impl(state.key)), "step": step}
+    meta = {"format": _FORMAT, "key_impl": str(jax.random.key_impl(state.key)), "step": step,
+            "mesh": _mesh_meta(tree)}
     manager = _manager(directory, keep=int(keep))
     try:
         manager.save(step, args=ocp.args.Composite(
@@ -158,6 +223,7 @@ def save_checkpoint(directory: str | os.PathLike, state: TrainState, *, config: 
         manager.wait_until_finished()
     finally:
         manager.close()
+    _sync(f"mskjax.train.save_checkpoint {directory} {step} done")
     return directory / str(step)
 
 
@@ -297,13 +363,20 @@ def restore_checkpoint(directory: str | os.PathLike, *, target: TrainState | Non
     manager = _manager(directory, read_only=True)
     try:
         if target is None:
-            args = ocp.args.StandardRestore()
+            # Onto this process's first device: the saved shardings name the devices of the
+            # run that wrote it, which another process or device count does not have.
+            saved = manager.item_metadata(step).state
+            single = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            args = ocp.args.StandardRestore(jax.tree_util.tree_map(
+                lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=single),
+                getattr(saved, "tree", saved)))
         else:
             target_impl = str(jax.random.key_impl(target.key))
             if target_impl != meta["key_impl"]:
                 raise ValueError(f"{func}: {where} has a {meta['key_impl']} key, the target a "
                                  f"{target_impl} key")
             tree = {**target._asdict(), "key": jax.random.key_data(target.key)}
+            _check_mesh_fits(meta.get("mesh"), _mesh_meta(tree), where, func)
             saved = manager.item_metadata(step).state
             differences = _tree_differences(getattr(saved, "tree", saved), tree,
                                             type(target)._fields)
