@@ -31,6 +31,8 @@ def main(argv=None):
     parser.add_argument("--out", required=True)
     parser.add_argument("--save")
     parser.add_argument("--restore")
+    parser.add_argument("--perturb", action="store_true",
+                        help="process 1 starts from other parameters (must be refused)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     from mskjax import train
@@ -66,6 +68,8 @@ def run(args, settings, start):
 
     mesh = train.batch_mesh()
     state, loss_fn, optimizer = setup()
+    if args.perturb and pid == 1:
+        state = state._replace(params=jax.tree_util.tree_map(lambda v: v + 1, state.params))
     arrays = {f"initial_{i}": a for i, a in enumerate(host(state.params))}
     step = train.data_parallel(train.make_train_step(loss_fn, optimizer), mesh=mesh,
                                donate_state=True)
