@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .. import __version__
+from ._distributed import add_distributed_arguments
 from ._quant import add_quant_parser
 from ._recon import add_recon_parser
 
@@ -174,6 +175,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="gancs: PatchDiscriminator options (default chans=16 num_layers=3)")
     tr.add_argument("--checkpoint-every", type=int, default=100)
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_distributed_arguments(tr)
 
     ts = train_commands.add_parser(
         "seg", help="train a tissue segmentation net on a make-seg-set folder",
@@ -433,11 +435,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"wrote {len(manifest['files'])} files to {args.out} ({counts})")
     if args.command == "train" and args.train_command == "recon":
         try:
+            from ._distributed import start_distributed
             from ._learned import parse_config
             from ._train_recon import train_recon
         except ImportError as err:
             return _missing(err)
 
+        processes = start_distributed(args, "mskjax train recon")
         summary = train_recon(
             data=args.data, out=args.out, model=args.model,
             config=parse_config(args.config, "mskjax train recon"),
@@ -449,10 +453,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             adversarial_weight=args.adversarial_weight,
             discriminator_steps=args.discriminator_steps, pixel_loss=args.pixel_loss,
             discriminator_config=(None if args.discriminator_config is None else parse_config(
-                args.discriminator_config, "mskjax train recon")))
-        print(f"trained {summary['model']} to step {summary['steps']} "
-              f"(stopped by {summary['stopped_by']}); final loss "
-              f"{summary['final_loss_mean_of_last_20']:.4f}; wrote {args.out}")
+                args.discriminator_config, "mskjax train recon")),
+            processes=processes)
+        if processes.process_id == 0:
+            print(f"trained {summary['model']} to step {summary['steps']} "
+                  f"(stopped by {summary['stopped_by']}); final loss "
+                  f"{summary['final_loss_mean_of_last_20']:.4f}; wrote {args.out}")
     if args.command == "eval" and args.eval_command == "recon":
         try:
             from ._evaluate import format_table

@@ -83,10 +83,16 @@ def start_state(net, opt, *, ckpt: Path, settings: dict, keys, run_config: dict,
 
 def run_training(step_fn: Callable, state, batch_of: Callable[[int], Any], *, out: Path,
                  ckpt: Path, run_config: dict, steps: int, max_minutes: float | None,
-                 checkpoint_every: int, progress: bool, desc: str, func: str):
+                 checkpoint_every: int, progress: bool, desc: str, func: str,
+                 primary: bool = True, num_processes: int = 1):
     """Train from ``state.step`` to ``steps`` (or ``max_minutes`` of training time, compile
     apart), logging every step and checkpointing every ``checkpoint_every`` steps and at the
     end.
+
+    In a run of ``num_processes`` processes every process calls it (the checkpoints are
+    collective); only the ``primary`` one (process 0) writes ``metrics.jsonl``, shows the
+    progress bar and cleans up after a failure, and process 0's clock decides when
+    ``max_minutes`` is over.
 
     Returns:
         ``(state, summary)``: the summary's fields common to every training command.
@@ -95,10 +101,35 @@ def run_training(step_fn: Callable, state, batch_of: Callable[[int], Any], *, ou
         return _train_loop(step_fn, state, batch_of, out=out, ckpt=ckpt, run_config=run_config,
                            steps=steps, max_minutes=max_minutes,
                            checkpoint_every=checkpoint_every, progress=progress, desc=desc,
-                           func=func)
+                           func=func, primary=primary, num_processes=num_processes)
     except BaseException:
-        discard_unsaved_run(out, ckpt)
+        if primary:
+            discard_unsaved_run(out, ckpt)
         raise
+
+
+class _Records:
+    """What a process other than process 0 keeps of the metrics: the records, no file."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def write(self, step, metrics):
+        return {"step": int(step), **{k: float(np.asarray(v)) for k, v in metrics.items()}}
+
+
+def _budget_over(elapsed: float, budget: float | None, num_processes: int) -> bool:
+    over = budget is not None and elapsed >= budget
+    if budget is None or num_processes == 1:
+        return over
+    from jax.experimental import multihost_utils
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(over)))
 
 
 def discard_unsaved_run(out: Path, ckpt: Path) -> None:
@@ -114,21 +145,24 @@ def discard_unsaved_run(out: Path, ckpt: Path) -> None:
 
 
 def _train_loop(step_fn, state, batch_of, *, out, ckpt, run_config, steps, max_minutes,
-                checkpoint_every, progress, desc, func):
+                checkpoint_every, progress, desc, func, primary=True, num_processes=1):
     start = int(state.step)
     budget = None if max_minutes is None else 60.0 * max_minutes
     elapsed, compile_s, last_saved, skipped_in_row = 0.0, None, start, 0
     stop_reason = "steps"
-    with train.MetricsWriter(out / "metrics.jsonl", resume_step=start) as log, \
-            train.ProgressBar(steps, initial=start, keys=("loss",), disable=not progress,
-                              desc=desc) as bar:
+    recent = []
+    writer = train.MetricsWriter if primary else _Records
+    with writer(out / "metrics.jsonl", resume_step=start) as log, \
+            train.ProgressBar(steps, initial=start, keys=("loss",),
+                              disable=not (progress and primary), desc=desc) as bar:
         for s in range(start, steps):
-            if budget is not None and elapsed >= budget:
+            if _budget_over(elapsed, budget, num_processes):
                 stop_reason = "max_minutes"
                 break
             tick = time.perf_counter()
             state, metrics = step_fn(state, batch_of(s))
             record = log.write(s + 1, metrics)
+            recent = [*recent[-19:], record["loss"]]
             took = time.perf_counter() - tick
             if compile_s is None:
                 compile_s = took
@@ -146,8 +180,11 @@ def _train_loop(step_fn, state, batch_of, *, out, ckpt, run_config, steps, max_m
     final = int(state.step)
     if final != last_saved:
         train.save_checkpoint(ckpt, state, config=run_config)
-    records = train.read_metrics(out / "metrics.jsonl")
-    tail = [r["loss"] for r in records[-20:]]
+    if primary:
+        records = train.read_metrics(out / "metrics.jsonl")
+        tail = [r["loss"] for r in records[-20:]]
+    else:
+        tail = recent
     return state, {"steps": final, "stopped_by": stop_reason,
                    "first_step_s_including_compilation": compile_s,
                    "training_s_this_session": elapsed,

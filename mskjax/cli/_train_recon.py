@@ -13,6 +13,21 @@ a pixel plus least-squares GAN loss, :mod:`mskjax.cli._gancs`). The batches are 
 the keys of ``(seed, step)``, so a run stopped and resumed (the same ``--out``) ends with the
 parameters of an uninterrupted run.
 
+Several processes (``--coordinator HOST:PORT --num-processes N --process-id I``, or a
+launcher's variables, see :mod:`mskjax.cli._distributed`) train one model data-parallel on
+``jax.distributed``: process ``p`` reads only its share of the sorted training files
+(``files[p::N]``; every process needs at least one), each step draws ``batch_size / N``
+slices (``batch_size`` must be divisible by ``N``) from its own slices, with an order that is
+a pure function of ``(seed, process id, step)``, the global batch is assembled over the
+devices of all processes (:func:`mskjax.train.global_batch`) and the gradient is its mean.
+All processes must see the same ``--data`` and ``--out`` (a shared file system when they run
+on several machines); only process 0 writes ``metrics.jsonl``, ``summary.json`` and shows
+the progress bar; the checkpoints are written once. A run resumed with another number of
+processes (one included) restores the checkpoint (the state is replicated, so any count
+reads it) and continues from its step, but its batches differ from those the original
+count would have drawn (the files are shared out differently), so it does not end with the
+parameters of an uninterrupted run; with the same count it does.
+
 Output folder: ``checkpoints/`` (orbax, atomic, the last three kept; the configuration of the
 model and of the run beside the arrays), ``metrics.jsonl`` (one line per step) and
 ``summary.json`` (written at the end). A folder holding a run with other settings is refused.
@@ -50,9 +65,18 @@ _RUN_KEYS = ("model", "config", "acceleration", "center_fraction", "mask", "batc
              "seed", "augment", "patch_rows", "data", "gan")
 
 
-def load_training_set(folder, func: str = _TRAIN) -> tuple[np.ndarray, list[str]]:
-    """All fully sampled slices of ``folder/train`` (or ``folder``): ``(n, coils, rows, cols)``."""
+def load_training_set(folder, func: str = _TRAIN, *,
+                      processes: train.ProcessSet | None = None) -> tuple[np.ndarray, list[str]]:
+    """All fully sampled slices of ``folder/train`` (or ``folder``): ``(n, coils, rows, cols)``;
+    with ``processes`` of more than one process, only this process's share of the files
+    (:func:`mskjax.train.process_shard` of the sorted list)."""
     files = data_files(folder, "train", func)
+    if processes is not None and processes.num_processes > 1:
+        n = processes.num_processes
+        if len(files) < n:
+            raise ValueError(f"{func}: {n} processes need at least {n} training files (each "
+                             f"reads its own share of the files), {folder} has {len(files)}")
+        files = train.process_shard(files, settings=processes)
     slices, names = [], []
     for path in files:
         kspace = read_fully_sampled(path, func)
@@ -133,7 +157,8 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
                 checkpoint_every: int = 100, progress: bool = True,
                 adversarial_weight: float | None = None, discriminator_steps: int | None = None,
                 pixel_loss: str | None = None,
-                discriminator_config: dict | None = None) -> dict:
+                discriminator_config: dict | None = None,
+                processes: train.ProcessSet | None = None) -> dict:
     """Train a reconstruction model (module docstring); returns the summary (also written).
 
     Args:
@@ -158,16 +183,26 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
         adversarial_weight, discriminator_steps, pixel_loss, discriminator_config: the GAN
             options of ``gancs`` (defaults 0.01, 1, ``"l1"``, a 16-channel 3-layer PatchGAN);
             refused for the other models.
+        processes: the run's processes, already started
+            (:func:`mskjax.cli._distributed.start_distributed`); default one process.
     """
     spec = model_spec(model, _TRAIN)
     check_run_options(_TRAIN, steps=steps, batch_size=batch_size,
                       checkpoint_every=checkpoint_every, max_minutes=max_minutes, lr=lr)
-    kspace, names = load_training_set(data)
+    n = 1 if processes is None else processes.num_processes
+    pid = 0 if processes is None else processes.process_id
+    if batch_size % n:
+        raise ValueError(f"{_TRAIN}: batch_size {batch_size} must be divisible by the {n} "
+                         f"processes (each draws batch_size / {n} slices a step)")
+    kspace, names = load_training_set(data, processes=processes)
+    total_slices, local_batch = len(names), batch_size // n
+    if n > 1:
+        total_slices = _check_shares(kspace, local_batch, data)
     if patch_rows is not None and not (isinstance(patch_rows, int) and
                                        8 <= patch_rows <= kspace.shape[-2]):
         raise ValueError(f"{_TRAIN}: patch_rows must be an integer from 8 to the "
                          f"{kspace.shape[-2]} rows of the data, got {patch_rows!r}")
-    if batch_size > kspace.shape[0]:
+    if n == 1 and batch_size > kspace.shape[0]:
         raise ValueError(f"{_TRAIN}: batch_size {batch_size} exceeds the {kspace.shape[0]} "
                          f"training slices in {data}")
     gan = gan_settings(model, adversarial_weight=adversarial_weight,
@@ -179,8 +214,8 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
                 "lr": lr, "seed": seed, "augment": augment, "patch_rows": patch_rows,
                 "data": str(Path(data).resolve()),
                 "init": None if init is None else str(Path(init).resolve()),
-                "kspace_shape": list(kspace.shape[1:]), "training_slices": len(names),
-                "gan": gan}
+                "kspace_shape": list(kspace.shape[1:]), "training_slices": total_slices,
+                "gan": gan, "processes": n}
     run_config = {"model": {"name": model, "kwargs": full_config}, "train": settings}
     if gan is not None:
         discriminator = build_discriminator(gan["discriminator"], seed, _TRAIN)
@@ -196,7 +231,8 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
                 net, discriminator, opt, ckpt=ckpt, settings=settings, keys=_RUN_KEYS,
                 run_config=run_config, out=out, seed=seed, init=init, func=_TRAIN)
         except BaseException:
-            discard_unsaved_run(out, ckpt)
+            if pid == 0:
+                discard_unsaved_run(out, ckpt)
             raise
     else:
         graphdef, rest, state, resumed = start_state(net, opt, ckpt=ckpt, settings=settings,
@@ -209,8 +245,13 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
                                                model=run_config["model"])
         state = train.init_train_state(restored.params, opt, key=seed)
 
-    devices = jax.devices()
-    mesh = train.batch_mesh(devices[:math.gcd(batch_size, len(devices))])
+    if n == 1:
+        devices = jax.devices()
+        mesh = train.batch_mesh(devices[:math.gcd(batch_size, len(devices))])
+    else:  # the same number of devices from every process, process by process
+        per_process = math.gcd(local_batch, jax.local_device_count())
+        mesh = train.batch_mesh([d for p in range(n) for d in
+                                 [d for d in jax.devices() if d.process_index == p][:per_process]])
     if gan is not None:
         example_fn = make_example_fn(model, acceleration=acceleration,
                                      center_fraction=center_fraction, mask=mask,
@@ -224,17 +265,45 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
         step = train.make_train_step(loss_fn, opt)
     step_fn = train.data_parallel(step, mesh=mesh, donate_state=True)
 
+    # One process keeps the order of a single-process run; several draw each from its own
+    # slices with an order of (seed, process id, step).
+    order_seed = seed if n == 1 else int(np.random.SeedSequence([seed, pid]).generate_state(1)[0])
+
     def batch_of(s):
-        index = train.batch_indices(seed, s, num_examples=kspace.shape[0],
-                                    batch_size=batch_size)
-        return {"kspace": kspace[index]}
+        index = train.batch_indices(order_seed, s, num_examples=kspace.shape[0],
+                                    batch_size=local_batch)
+        local = {"kspace": kspace[index]}
+        return local if n == 1 else train.global_batch(local, mesh)
 
     state, common = run_training(step_fn, state, batch_of, out=out, ckpt=ckpt,
                                  run_config=run_config, steps=steps, max_minutes=max_minutes,
                                  checkpoint_every=checkpoint_every, progress=progress,
-                                 desc=f"training {model}", func=_TRAIN)
-    return write_summary(out, {"model": model, "description": spec.description,
-                               "config": full_config, "settings": settings, **common})
+                                 desc=f"training {model}", func=_TRAIN, primary=pid == 0,
+                                 num_processes=n)
+    summary = {"model": model, "description": spec.description, "config": full_config,
+               "settings": settings, **common}
+    return write_summary(out, summary) if pid == 0 else summary
+
+
+def _check_shares(kspace: np.ndarray, local_batch: int, data) -> int:
+    """The number of slices of all processes; every process's slices must have one shape and
+    at least ``local_batch`` of them (decided alike on every process, from all shares)."""
+    from jax.experimental import multihost_utils
+
+    table = np.asarray(multihost_utils.process_allgather(
+        np.asarray([kspace.shape[0], *kspace.shape[1:]], dtype=np.int64)))
+    shapes = {tuple(int(v) for v in row[1:]) for row in table}
+    if len(shapes) != 1:
+        per = ", ".join(f"process {p}: {tuple(int(v) for v in row[1:])}"
+                        for p, row in enumerate(table))
+        raise ValueError(f"{_TRAIN}: the processes' training files hold slices of different "
+                         f"shapes ({per}); train on one shape (one folder per shape)")
+    fewest = int(table[:, 0].min())
+    if local_batch > fewest:
+        raise ValueError(f"{_TRAIN}: each process draws batch_size / {len(table)} = "
+                         f"{local_batch} slices a step, but process {int(table[:, 0].argmin())}"
+                         f" has only {fewest} slices in its share of the files of {data}")
+    return int(table[:, 0].sum())
 
 
 def load_trained(checkpoint, func: str = _EVAL):
