@@ -165,11 +165,21 @@ def timed_calls(call, repeats: int):
     first = time.perf_counter() - start
     wait(call())
     times = []
+    cpu_start, wall_start = cpu_seconds(), time.perf_counter()
     for _ in range(repeats):
         start = time.perf_counter()
         wait(call())
         times.append(time.perf_counter() - start)
-    return first, statistics.median(times), times, first_out
+    usage = {"cpu_s": cpu_seconds() - cpu_start, "wall_s": time.perf_counter() - wall_start}
+    return first, statistics.median(times), times, first_out, usage
+
+
+def cpu_seconds() -> float:
+    """User plus system CPU time of this process (all its threads) so far, in seconds."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def replicated(tree, mesh):
@@ -227,10 +237,10 @@ def time_training(data, size: dict, devices, seed: int) -> dict:
         holder["state"], metrics = step(holder["state"], batch)
         return metrics
 
-    first, steady, times, metrics = timed_calls(call, size["train_repeats"])
+    first, steady, times, metrics, usage = timed_calls(call, size["train_repeats"])
     slices = int(kspace.shape[0])
     return {"slices_per_call": slices, "compile_s": first, "steady_s": steady,
-            "steady_all_s": times, "throughput": slices / steady,
+            "steady_all_s": times, "throughput": slices / steady, "usage": usage,
             "first_loss": float(metrics["loss"]), "skipped": int(holder["state"].skipped),
             "model_config": config}
 
@@ -248,7 +258,7 @@ def time_recon(data, size: dict, devices, out_path: Path | None) -> dict:
         devices=devices))
     k = train.global_batch(local_rows(data["recon_kspace"], mesh), mesh)
     m = train.global_batch(local_rows(data["recon_maps"], mesh), mesh)
-    first, steady, times, image = timed_calls(lambda: fn(k, m), size["recon_repeats"])
+    first, steady, times, image, usage = timed_calls(lambda: fn(k, m), size["recon_repeats"])
     if out_path is not None:
         shards = sorted((s for s in image.addressable_shards if s.replica_id == 0),
                         key=lambda s: s.index[0].start or 0)
@@ -256,7 +266,8 @@ def time_recon(data, size: dict, devices, out_path: Path | None) -> dict:
         np.save(out_path, local)
     slices = int(data["recon_kspace"].shape[0])
     return {"slices_per_call": slices, "compile_s": first, "steady_s": steady,
-            "steady_all_s": times, "throughput": slices / steady, "iterations": iterations,
+            "steady_all_s": times, "throughput": slices / steady, "usage": usage,
+            "iterations": iterations,
             "finite": bool(np.isfinite(np.asarray(
                 image.addressable_shards[0].data)).all())}
 
@@ -286,8 +297,7 @@ def worker(args) -> int:
     result["recon"] = time_recon(data, size, devices, image_path)
     result["loadavg_before"] = load_before
     result["loadavg_after"] = os.getloadavg()
-    if jax.process_index() == 0:
-        Path(args.result).write_text(json.dumps(result))
+    Path(f"{args.result}.p{jax.process_index()}").write_text(json.dumps(result))
     return 0
 
 
@@ -357,11 +367,19 @@ def run_config(name: str, *, devices: int, processes: int, platform_name: str, s
     start = time.perf_counter()
     codes = launch(commands, timeout, logs)
     wall = time.perf_counter() - start
-    if any(codes) or not result_path.exists():
+    parts = [Path(f"{result_path}.p{p}") for p in range(processes)]
+    if any(codes) or not all(p.exists() for p in parts):
         tail = logs[0].read_text().strip().splitlines()[-3:] if logs[0].exists() else []
         why = "timed out" if -9 in codes else f"exit codes {codes}"
         return {"error": f"{why}: {' | '.join(tail)}", "wall_s": wall}
-    result = json.loads(result_path.read_text())
+    results = [json.loads(p.read_text()) for p in parts]
+    result = results[0]  # process 0's times (each call ends with a barrier)
+    for key in ("train", "recon"):
+        # CPU time of all processes over process 0's wall time of the timed calls: the
+        # cores this configuration kept busy.
+        cpu = sum(r[key]["usage"]["cpu_s"] for r in results)
+        result[key]["usage"] = {"cpu_s": cpu, "wall_s": result[key]["usage"]["wall_s"],
+                                "cores_busy": cpu / result[key]["usage"]["wall_s"]}
     result["wall_s"] = wall
     parts = sorted(tmp.glob(f"{name}.images.p*.npy"))
     result["_images"] = np.concatenate([np.load(p) for p in parts]) if parts else None
@@ -461,26 +479,21 @@ def figure(path: Path, rows: list[dict], workloads: dict):
     plt.close(fig)
 
 
-def parse_counts(text: str, flag: str) -> list[int]:
+def parse_counts(text: str) -> list[int] | None:
+    """``"1,2,4"`` -> ``[1, 2, 4]``; None unless positive integers separated by commas."""
     try:
         counts = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        counts = []
+        return None
     if not counts or any(c < 1 for c in counts):
-        raise SystemExit(f"scaling.py: error: {flag} takes positive integers separated by "
-                         f"commas, got {text!r}")
+        return None
     return sorted(set(counts))
 
 
 def parent(args) -> int:
-    devices = parse_counts(args.devices, "--devices")
-    if args.processes < 0 or args.processes == 1:
-        raise SystemExit("scaling.py: error: --processes takes 0 (skip) or a count >= 2, got "
-                         f"{args.processes}")
+    devices = args.device_counts
     size = dict(SIZES["quick" if args.quick else "full"])
     if args.repeats is not None:
-        if args.repeats < 1:
-            raise SystemExit(f"scaling.py: error: --repeats must be >= 1, got {args.repeats}")
         size["train_repeats"] = size["recon_repeats"] = args.repeats
     need = max(devices + [args.processes])
     for key in ("train_batch", "recon_slices"):
@@ -488,8 +501,8 @@ def parent(args) -> int:
             size[key] = need * -(-size[key] // need)  # strong scaling needs equal shares
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    use_gpu = args.platform == "gpu" or (args.platform == "auto" and detect_gpu())
-    if args.platform == "gpu" and not detect_gpu():
+    use_gpu = args.platform in ("gpu", "auto") and detect_gpu()
+    if args.platform == "gpu" and not use_gpu:
         raise SystemExit("scaling.py: error: --platform gpu but JAX finds no GPU here")
 
     cores = os.cpu_count() or 1
@@ -562,7 +575,7 @@ def parent(args) -> int:
                  "recon": f"(b) CG-SENSE of {size['recon_slices']} slices "
                           f"({size['cg_iterations']} iterations), map_slices"}
     lines = ["", f"{'configuration':<32} {'workload':<6} {'compile s':>9} {'steady s':>9} "
-             f"{'slices/s':>9} {'ideal':>8} {'speed-up':>8} {'eff.':>6} {'agreement':>10}"]
+             f"{'slices/s':>9} {'ideal':>8} {'speed-up':>8} {'eff.':>6} {'cores':>5} {'agreement':>10}"]
     for r in rows:
         for key in workloads:
             m = r.get(key)
@@ -574,12 +587,13 @@ def parent(args) -> int:
                 f"{r['label']:<32} {key:<6} {m['compile_s']:9.2f} {m['steady_s']:9.3f} "
                 f"{m['throughput']:9.2f} {m.get('ideal_throughput', float('nan')):8.2f} "
                 f"{m.get('speedup', float('nan')):8.2f} {m.get('efficiency', float('nan')):6.2f} "
-                f"{'' if agree is None else f'{agree:10.1e}'}")
+                f"{m['usage']['cores_busy']:5.2f} {'' if agree is None else f'{agree:10.1e}'}")
     lines.append("")
     lines.append("strong scaling: fixed global batch / stack, split over the devices; ideal = "
-                 "1 CPU device x devices; eff. = speed-up / devices; agreement = relative "
-                 "difference to 1 CPU device (first training loss; CG-SENSE images, max abs "
-                 "over max abs)")
+                 "1 CPU device x devices; eff. = speed-up / devices; cores = CPU time of all "
+                 "the configuration's processes over the wall time of the timed calls; "
+                 "agreement = relative difference to 1 CPU device (first training loss; "
+                 "CG-SENSE images, max abs over max abs)")
     if args.quick:
         lines.append(f"--quick: tiny sizes compiled with {QUICK_XLA_FLAGS}: a smoke run, not "
                      "a measurement")
@@ -643,6 +657,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error(f"--timeout must be positive, got {args.timeout}")
+    if not args.worker:
+        args.device_counts = parse_counts(args.devices)
+        if args.device_counts is None:
+            parser.error(f"--devices takes positive integers separated by commas, got "
+                         f"{args.devices!r}")
+        if args.processes < 0 or args.processes == 1:
+            parser.error(f"--processes takes 0 (skip) or a count >= 2, got {args.processes}")
+        if args.repeats is not None and args.repeats < 1:
+            parser.error(f"--repeats must be >= 1, got {args.repeats}")
     return worker(args) if args.worker else parent(args)
 
 
