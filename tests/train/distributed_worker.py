@@ -82,18 +82,23 @@ def run(args, settings, start):
     losses = []
     first = int(np.asarray(jax.device_get(state.step.addressable_data(0)))
                 if isinstance(state.step, jax.Array) else state.step)
+    step_seconds = []
     for s in range(first, first + args.steps):
+        tick = time.perf_counter()
         index = train.batch_indices(0, s, num_examples=len(x), batch_size=args.batch)
         rows = index[pid * local:(pid + 1) * local]
         batch = train.global_batch({"x": x[rows], "y": y[rows]}, mesh)
         state, metrics = step(state, batch)
         losses.append(float(np.asarray(metrics["loss"].addressable_data(0))))
+        step_seconds.append(time.perf_counter() - tick)
     arrays.update({f"final_{i}": a for i, a in enumerate(host(state.params))})
     if args.save:
         train.save_checkpoint(args.save, state, config=config())
     np.savez(out / f"params_{pid}.npz", **arrays)
     (out / f"done_{pid}.json").write_text(json.dumps({
         "losses": losses, "seconds": time.perf_counter() - start,
+        "first_step_s": step_seconds[0] if step_seconds else None,
+        "median_later_step_s": float(np.median(step_seconds[1:])) if step_seconds[1:] else None,
         "devices": jax.device_count(), "processes": jax.process_count()}))
 
 
