@@ -81,8 +81,11 @@ def test_two_processes_train_one_run_that_one_process_resumes(kset, tmp_path):
     out = tmp_path / "run"
     port = free_port()
     args = ["train", "recon", "--model", "unet", "--data", str(kset), "--out", str(out), *UNET,
-            "--steps", "2", "--checkpoint-every", "2", "--batch-size", "2", "--no-progress",
-            "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+            "--steps", "3", "--checkpoint-every", "2", "--batch-size", "2", "--no-progress",
+            "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+            # the first step (compilation) is not counted; process 0's clock stops both
+            # processes after the second
+            "--max-minutes", "1e-9"]
     results = mskjax([[*args, "--process-id", "0"], [*args, "--process-id", "1"]])
     assert [rc for rc, _, _ in results] == [0, 0], results
     assert "trained unet to step 2" in results[0][1]
@@ -96,7 +99,7 @@ def test_two_processes_train_one_run_that_one_process_resumes(kset, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["processes"] == 2
     assert summary["settings"]["training_slices"] == 3  # both shares together
-    assert summary["steps"] == 2
+    assert summary["steps"] == 2 and summary["stopped_by"] == "max_minutes"
 
     # resumed on one process (in this process): restores the 2-process checkpoint
     params_2 = train.restore_checkpoint(out / "checkpoints")[0].params
