@@ -470,6 +470,9 @@ def figure(path: Path, rows: list[dict], workloads: dict):
         ax.set_ylabel("slices per second (steady state)")
         ax.set_title(title, fontsize=10)
         ax.set_xticks(sorted({r["devices"] for r in rows if r["platform"] == "cpu"}) or [1])
+        cores = os.cpu_count() or 1
+        if cores < max((r["devices"] for r in rows), default=1):
+            ax.axvline(cores, color="grey", ls=":", lw=1, label=f"{cores} cores")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
