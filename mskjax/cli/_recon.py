@@ -79,6 +79,10 @@ def add_recon_parser(commands) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="reconstruct again the files already in --out")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from ._distributed import add_distributed_arguments
+
+    # Several processes: each reconstructs its share of the sorted files on its own devices.
+    add_distributed_arguments(p)
 
 
 # --------------------------------------------------------------------------- methods
@@ -335,12 +339,15 @@ def reconstruct_folder(*, method: str, data, out, acceleration: int = 4,
                        center_fraction: float = 0.08, mask: str = "equispaced",
                        cg_lamda: float = 0.01, l1_lamda: float = L1_LAMDA,
                        devices: int | None = None, overwrite: bool = False,
-                       progress: bool = True, num_processes: int = 1, process_id: int = 0,
+                       progress: bool = True, processes=None,
                        echo: Callable[[str], None] | None = print) -> dict:
     """Reconstruct every file of ``data`` into ``out`` (module docstring); return the summary.
 
-    With ``num_processes > 1`` this process takes the files ``sorted[process_id::num_processes]``
-    and writes its part of the summary; process 0 writes ``recon_summary.json``.
+    ``processes``: the :class:`mskjax.train.ProcessSet` of a multi-process run, started by
+    :func:`mskjax.cli._distributed.start_distributed` (None: one process). Each process
+    reconstructs its share of the sorted files (:func:`mskjax.train.process_shard`) with its
+    own local devices and writes its part of the summary; after a barrier process 0 merges
+    the parts into ``recon_summary.json``.
     """
     from tqdm.auto import tqdm
 
@@ -357,6 +364,8 @@ def reconstruct_folder(*, method: str, data, out, acceleration: int = 4,
     if not (0 < center_fraction < 1):
         raise ValueError(f"{func}: --center-fraction must be in (0, 1), got {center_fraction!r}")
     chosen = pick_devices(devices, func)
+    num_processes = 1 if processes is None else processes.num_processes
+    process_id = 0 if processes is None else processes.process_id
     mine = files[process_id::num_processes]
     facts = {path: check_file(path, func) for path in mine}
     fn, description = resolve_method(method, cg_lamda=cg_lamda, l1_lamda=l1_lamda, func=func)
@@ -411,6 +420,33 @@ def reconstruct_folder(*, method: str, data, out, acceleration: int = 4,
     summary["totals"] = _totals(summary, [part])
     if num_processes == 1:
         write_json(out / SUMMARY, summary)
+        return summary
+    return _merge_parts(out, part, summary, carried, num_processes, process_id)
+
+
+def _merge_parts(out: Path, part: dict, summary: dict, carried: dict, num_processes: int,
+                 process_id: int) -> dict:
+    """Each process writes its part; after a barrier process 0 writes the whole summary."""
+    from jax.experimental import multihost_utils
+
+    from ._files import write_json
+
+    def part_path(i):
+        return out / f".recon_summary.process{i}.json"
+
+    write_json(part_path(process_id), part)
+    multihost_utils.sync_global_devices("mskjax recon: every process has written its files")
+    if process_id != 0:
+        return summary
+    parts = [json.loads(part_path(i).read_text()) for i in range(num_processes)]
+    skipped = {name for p in parts for name in p["skipped"]}
+    summary = {**summary, "processes": parts,
+               "files": {**{k: v for k, v in carried.items() if k in skipped},
+                         **{k: v for p in parts for k, v in p["files"].items()}}}
+    summary["totals"] = _totals(summary, parts)
+    write_json(out / SUMMARY, summary)
+    for i in range(num_processes):
+        part_path(i).unlink(missing_ok=True)
     return summary
 
 
@@ -440,11 +476,20 @@ def summary_line(summary: dict, out) -> str:
 
 def run_recon_command(args: argparse.Namespace) -> int:
     """Run a parsed ``mskjax recon``; errors propagate to :func:`mskjax.cli.main`."""
+    from ._distributed import start_distributed
+
+    _check_out(args.out, Path(args.data), _FUNC)
+    input_files(args.data)  # before meeting the other processes
+    processes = start_distributed(args, _FUNC)
     summary = reconstruct_folder(
         method=args.method, data=args.data, out=args.out, acceleration=args.acceleration,
         center_fraction=args.center_fraction, mask=args.mask, cg_lamda=args.cg_lamda,
         l1_lamda=args.l1_lamda, devices=args.devices, overwrite=args.overwrite,
-        progress=not args.no_progress)
-    print(summary_line(summary, args.out))
+        progress=not args.no_progress,
+        processes=processes if processes.num_processes > 1 else None)
+    line = summary_line(summary, args.out)
+    if processes.num_processes > 1:
+        line = f"process {processes.process_id} of {processes.num_processes}: {line}"
+    print(line)
     return 0
 

@@ -152,6 +152,34 @@ def test_two_devices_give_the_same_files(kset, outputs, tmp_path):
         np.testing.assert_allclose(two, one, rtol=0, atol=1e-5 * one.max())
 
 
+@pytest.mark.slow  # two JAX processes meet over TCP (about 10 s on 2 cores)
+def test_two_processes_share_the_files(kset, outputs, tmp_path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "mp"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    runs = [subprocess.Popen(
+        [sys.executable, "-m", "mskjax", "recon", "--method", "cg-sense", "--data", str(kset),
+         "--out", str(out), "--no-progress", "--coordinator", f"127.0.0.1:{port}",
+         "--num-processes", "2", "--process-id", str(i)], env=env, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    texts = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], texts
+    assert "process 0 of 2: reconstructed 3 file(s)" in texts[0][0]  # the merged totals
+    assert "process 1 of 2: reconstructed 1 file(s)" in texts[1][0]  # b.h5 = files[1::2]
+    summary = json.loads((out / "recon_summary.json").read_text())
+    assert [sorted(p["files"]) for p in summary["processes"]] == [["a.h5", "c.h5"], ["b.h5"]]
+    assert sorted(p.name for p in out.iterdir()) == ["a.h5", "b.h5", "c.h5",
+                                                     "recon_summary.json"]
+    for path in sorted(kset.glob("*.h5")):
+        one, two = _read(outputs / "cg-sense" / path.name), _read(out / path.name)
+        np.testing.assert_allclose(two, one, rtol=0, atol=1e-5 * one.max())
+
+
 def test_rerun_skips_finished_files_and_clears_stale_temporaries(kset, tmp_path, capsys):
     out = tmp_path / "out"
     assert _run("--method", "zero-filled", "--data", kset, "--out", out) == 0
