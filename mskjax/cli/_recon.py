@@ -206,12 +206,26 @@ class SliceReconstructor:
 
 
 def input_files(data, func: str = _FUNC) -> list[Path]:
-    """The sorted ``.h5`` files of ``data`` (hidden files left out)."""
+    """The sorted ``.h5`` files of ``data`` (hidden files left out); only those a set's
+    ``manifest.json`` (in ``data`` or its parent, :func:`mskjax.io.make_kspace_set`) lists
+    when there is one."""
     folder = Path(data)
     if not folder.exists():
         raise FileNotFoundError(f"{func}: --data {folder}: no such folder")
     if not folder.is_dir():
         raise ValueError(f"{func}: --data {folder}: not a folder")
+    from ..io._loader import _manifest_files
+
+    try:
+        manifest, listed = _manifest_files(folder)
+    except ValueError as err:
+        raise ValueError(f"{func}: --data {folder}: {err}") from err
+    if manifest is not None:  # a set's manifest: only the files it lists (as every reader)
+        missing = [p.name for p in listed if not p.is_file()]
+        if missing:
+            raise ValueError(f"{func}: {manifest} lists {missing[:3]}, which are missing; the "
+                             "set is incomplete")
+        return listed
     files = sorted(p for p in folder.glob("*.h5") if not p.name.startswith(".") and p.is_file())
     if not files:
         subs = sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.h5")))

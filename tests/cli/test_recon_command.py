@@ -205,6 +205,21 @@ def test_rerun_skips_finished_files_and_clears_stale_temporaries(kset, tmp_path,
     assert "other settings" in capsys.readouterr().err
 
 
+def test_a_set_manifest_decides_the_files(kset, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "set"
+    shutil.copytree(kset, data)
+    shutil.copy(data / "a.h5", data / "unlisted.h5")
+    out = tmp_path / "out"
+    assert _run("--method", "zero-filled", "--data", data, "--out", out) == 0
+    assert sorted(p.name for p in out.glob("*.h5")) == ["a.h5", "b.h5", "c.h5"]
+    (data / "b.h5").unlink()
+    capsys.readouterr()
+    assert _run("--method", "zero-filled", "--data", data, "--out", tmp_path / "o2") == 2
+    assert "the set is incomplete" in capsys.readouterr().err
+
+
 def test_no_partial_file_after_an_error(kset, tmp_path, monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise OSError("disk full")
