@@ -17,6 +17,13 @@ The pieces a training loop is built from, each usable alone:
   :func:`read_checkpoint_config`: orbax-checkpoint folders, written atomically, the last few
   kept, with the model's name and constructor kwargs and the training settings stored beside
   the arrays.
+- Several processes (``jax.distributed``; gloo collectives on CPU):
+  :func:`distributed_settings` (flags or launcher variables) gives a :class:`ProcessSet`,
+  :func:`initialize_distributed` meets the other processes (clear errors, bounded waits) and
+  starts ``jax.distributed``; :func:`process_shard` is this process's share of a file list
+  and :func:`global_batch` the global batch from each process's rows, for
+  :func:`data_parallel` on the mesh of all processes. Checkpoints are written once and
+  restore on any number of processes.
 - :class:`MetricsWriter` (JSON lines, resumable), :func:`read_metrics`, :class:`ProgressBar`.
 - MR-to-pseudo-CT synthesis: :func:`make_synthesis_step` (L1 on ``HU / 1000`` through
   :func:`make_train_step`, or with a least-squares adversarial term against a conditional

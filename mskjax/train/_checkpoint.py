@@ -335,8 +335,10 @@ def restore_checkpoint(directory: str | os.PathLike, *, target: TrainState | Non
             e.g. ``init_train_state`` of a freshly built model: its structure, shapes, dtypes
             and shardings are used, and every difference from the checkpoint (another
             architecture or configuration, another optimiser) raises a ValueError that names
-            the differing leaves. ``None`` restores the raw saved trees (nested dicts; an
-            ``nnx.Param`` is ``{"value": array}``).
+            the differing leaves; so does a target placed on a mesh with other axis names
+            or partition specs than the saved state (another device or process count is
+            fine). ``None`` restores the raw saved trees onto this process's first device
+            (nested dicts; an ``nnx.Param`` is ``{"value": array}``).
         step: which checkpoint (keyword-only); default the latest complete one.
         model: the expected ``config["model"]`` (keyword-only); if given, a checkpoint of
             another architecture name or constructor kwargs raises a ValueError naming them.
