@@ -41,6 +41,15 @@ def main(argv=None):
                                               num_processes=args.num_processes,
                                               process_id=args.process_id, environ={})
         train.initialize_distributed(settings, timeout_s=args.timeout)
+        train.initialize_distributed(settings, timeout_s=args.timeout)  # again: nothing
+        if settings.num_processes > 1:
+            other = settings._replace(num_processes=settings.num_processes + 1)
+            try:
+                train.initialize_distributed(other)
+            except ValueError as err:
+                assert "already takes part in the run" in str(err), err
+            else:
+                raise AssertionError("a second run's settings were accepted")
         run(args, settings, start)
     except Exception as err:  # noqa: BLE001 - reported to the test in one line
         print(f"ERROR {type(err).__name__}: {err}", flush=True)

@@ -290,3 +290,50 @@ def test_a_state_that_differs_between_processes_is_refused(tmp_path):
         assert rc == 3, text
         assert ("ValueError: mskjax.train.data_parallel: the arrays to place on the mesh differ "
                 "between processes (processes [1] differ from process 0)") in error_line(text)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def test_a_checkpoint_from_another_mesh_is_refused(tmp_path):
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    from .toy import config, setup
+
+    state, _, _ = setup()
+    mesh = train.batch_mesh()
+    train.save_checkpoint(tmp_path, train.replicate(state, mesh), config=config())
+    meta = json.loads((tmp_path / "0" / "meta" / "meta.json").read_text())
+    assert meta["mesh"] == {"axis_names": ["batch"], "axis_sizes": [jax.device_count()],
+                            "num_devices": jax.device_count(), "num_processes": 1,
+                            "sharded": {}}
+    # the same layout restores, on a mesh or on one device
+    restored, _ = train.restore_checkpoint(tmp_path, target=train.replicate(state, mesh))
+    restored, _ = train.restore_checkpoint(tmp_path, target=state)
+    other = Mesh(np.array(jax.devices()), ("data",))
+    target = jax.device_put(state, NamedSharding(other, PartitionSpec()))
+    with pytest.raises(ValueError, match=r"is a checkpoint from another mesh: saved on mesh "
+                       r"\{'batch': \d+\} over 1 processes, all leaves replicated; the target "
+                       r"is on mesh \{'data': \d+\}"):
+        train.restore_checkpoint(tmp_path, target=target)
+    column = NamedSharding(mesh, PartitionSpec(None, "batch"))
+    sharded = train.replicate(state, mesh)._replace(params=jax.tree_util.tree_map_with_path(
+        lambda path, leaf: jax.device_put(leaf, column)
+        if "hidden" in jax.tree_util.keystr(path) and leaf.ndim == 2 else leaf,
+        train.replicate(state, mesh).params))
+    with pytest.raises(ValueError, match=r"another mesh: .* sharded leaves "
+                       r"params.hidden.kernel.value \[None, 'batch'\]"):
+        train.restore_checkpoint(tmp_path, target=sharded)
+
+
+def test_checkpoints_without_the_mesh_entry_still_restore(tmp_path):
+    from .toy import config, leaves_equal, setup
+
+    state, _, _ = setup()
+    train.save_checkpoint(tmp_path, state, config=config())
+    path = tmp_path / "0" / "meta" / "meta.json"
+    meta = json.loads(path.read_text())
+    del meta["mesh"]
+    path.write_text(json.dumps(meta))
+    restored, _ = train.restore_checkpoint(tmp_path, target=state)
+    assert leaves_equal(restored.params, state.params)
