@@ -435,7 +435,7 @@ def write_atomic(path: Path, data: bytes | str):
             tmp.write_bytes(data)
 
 
-def figure(path: Path, rows: list[dict], workloads: dict):
+def figure(path: Path, rows: list[dict], workloads: dict, subtitle: str):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -476,6 +476,7 @@ def figure(path: Path, rows: list[dict], workloads: dict):
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    fig.suptitle(subtitle, fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
@@ -509,8 +510,9 @@ def parent(args) -> int:
         raise SystemExit("scaling.py: error: --platform gpu but JAX finds no GPU here")
 
     cores = os.cpu_count() or 1
+    load_start = os.getloadavg()
     log(f"machine: {platform.machine()}, {cpu_model()}, {cores} cores; "
-        f"load average {os.getloadavg()}")
+        f"load average {load_start}")
     oversubscribed = [n for n in devices if n > cores] + (
         [args.processes] if args.processes > cores else [])
     if oversubscribed:
@@ -611,7 +613,8 @@ def parent(args) -> int:
         "scaling": "strong (fixed global batch of the training step, fixed stack of slices)",
         "machine": {"machine": platform.machine(), "cpu": cpu_model(), "cores": cores,
                     "system": platform.platform(), "oversubscribed_device_counts":
-                    sorted(set(oversubscribed)), "loadavg_end": os.getloadavg()},
+                    sorted(set(oversubscribed)), "loadavg_start": load_start,
+                    "loadavg_end": os.getloadavg()},
         "versions": versions(),
         "settings": {"quick": args.quick, "devices": devices, "processes": args.processes,
                      "platform": "gpu" if use_gpu else "cpu", "seed": args.seed,
@@ -626,7 +629,10 @@ def parent(args) -> int:
     }
     write_atomic(out / "scaling.json", json.dumps(report, indent=2) + "\n")
     write_atomic(out / "scaling.txt", text + "\n")
-    figure(out / "scaling.png", rows, workloads)
+    figure(out / "scaling.png", rows, workloads,
+           f"strong scaling on {cpu_model()} ({cores} cores), load average "
+           f"{load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+           + (" (--quick: not a measurement)" if args.quick else ""))
     log(f"wrote {out / 'scaling.json'}, {out / 'scaling.txt'}, {out / 'scaling.png'}")
     return 0 if all("error" not in r for r in rows) else 1
 
