@@ -378,8 +378,11 @@ def run_config(name: str, *, devices: int, processes: int, platform_name: str, s
         # CPU time of all processes over process 0's wall time of the timed calls: the
         # cores this configuration kept busy.
         cpu = sum(r[key]["usage"]["cpu_s"] for r in results)
+        repeats = len(result[key]["steady_all_s"])
         result[key]["usage"] = {"cpu_s": cpu, "wall_s": result[key]["usage"]["wall_s"],
-                                "cores_busy": cpu / result[key]["usage"]["wall_s"]}
+                                "cores_busy": cpu / result[key]["usage"]["wall_s"],
+                                "slices_per_cpu_s": result[key]["slices_per_call"] * repeats
+                                / cpu}
     result["wall_s"] = wall
     parts = sorted(tmp.glob(f"{name}.images.p*.npy"))
     result["_images"] = np.concatenate([np.load(p) for p in parts]) if parts else None
@@ -580,7 +583,8 @@ def parent(args) -> int:
                  "recon": f"(b) CG-SENSE of {size['recon_slices']} slices "
                           f"({size['cg_iterations']} iterations), map_slices"}
     lines = ["", f"{'configuration':<32} {'workload':<6} {'compile s':>9} {'steady s':>9} "
-             f"{'slices/s':>9} {'ideal':>8} {'speed-up':>8} {'eff.':>6} {'cores':>5} {'agreement':>10}"]
+             f"{'slices/s':>9} {'ideal':>8} {'speed-up':>8} {'eff.':>6} {'cores':>5} {'/CPU-s':>6} "
+             f"{'agreement':>10}"]
     for r in rows:
         for key in workloads:
             m = r.get(key)
@@ -592,11 +596,13 @@ def parent(args) -> int:
                 f"{r['label']:<32} {key:<6} {m['compile_s']:9.2f} {m['steady_s']:9.3f} "
                 f"{m['throughput']:9.2f} {m.get('ideal_throughput', float('nan')):8.2f} "
                 f"{m.get('speedup', float('nan')):8.2f} {m.get('efficiency', float('nan')):6.2f} "
-                f"{m['usage']['cores_busy']:5.2f} {'' if agree is None else f'{agree:10.1e}'}")
+                f"{m['usage']['cores_busy']:5.2f} {m['usage']['slices_per_cpu_s']:6.2f} "
+                f"{'' if agree is None else f'{agree:10.1e}'}")
     lines.append("")
     lines.append("strong scaling: fixed global batch / stack, split over the devices; ideal = "
                  "1 CPU device x devices; eff. = speed-up / devices; cores = CPU time of all "
                  "the configuration's processes over the wall time of the timed calls; "
+                 "/CPU-s = slices per CPU-second (the work's cost, less sensitive to load); "
                  "agreement = relative difference to 1 CPU device (first training loss; "
                  "CG-SENSE images, max abs over max abs)")
     if args.quick:
