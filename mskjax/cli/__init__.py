@@ -199,6 +199,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="train the 2D models on random square crops of this many pixels")
     ts.add_argument("--checkpoint-every", type=int, default=200)
     ts.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_distributed_arguments(ts)
 
     tc = train_commands.add_parser(
         "cls", help="train a classifier on a make-cls-set folder",
@@ -227,6 +228,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="with --init-backbone: the backbone's learning rate (0 freezes it)")
     tc.add_argument("--checkpoint-every", type=int, default=200)
     tc.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_distributed_arguments(tc)
 
     evaluator = commands.add_parser("eval", help="evaluate trained models")
     eval_commands = evaluator.add_subparsers(dest="eval_command", required=True)
@@ -488,20 +490,24 @@ def _dispatch(args: argparse.Namespace) -> int:
               f"{len(manifest['splits']['train'])}, test: {len(manifest['splits']['test'])})")
     if args.command == "train" and args.train_command == "seg":
         try:
+            from ._distributed import start_distributed
             from ._learned import parse_config
             from ._train_seg import train_seg
         except ImportError as err:
             return _missing(err)
 
+        processes = start_distributed(args, "mskjax train seg")
         summary = train_seg(
             data=args.data, out=args.out, model=args.model,
             config=parse_config(args.config, "mskjax train seg"),
             num_classes=args.num_classes, steps=args.steps, max_minutes=args.max_minutes,
             batch_size=args.batch_size, lr=args.lr, seed=args.seed, crop=args.crop,
-            checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
-        print(f"trained {summary['model']} to step {summary['steps']} "
-              f"(stopped by {summary['stopped_by']}); final loss "
-              f"{summary['final_loss_mean_of_last_20']:.4f}; wrote {args.out}")
+            checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+            processes=processes)
+        if processes.process_id == 0:
+            print(f"trained {summary['model']} to step {summary['steps']} "
+                  f"(stopped by {summary['stopped_by']}); final loss "
+                  f"{summary['final_loss_mean_of_last_20']:.4f}; wrote {args.out}")
     if args.command == "eval" and args.eval_command == "seg":
         try:
             from ._train_seg import evaluate_seg, format_seg_table
@@ -540,21 +546,24 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"wrote a {manifest['task']} set to {args.out} ({counts})")
     if args.command == "train" and args.train_command == "cls":
         try:
+            from ._distributed import start_distributed
             from ._learned import parse_config
             from ._train_cls import train_cls
         except ImportError as err:
             return _missing(err)
 
+        processes = start_distributed(args, "mskjax train cls")
         summary = train_cls(
             data=args.data, out=args.out, model=args.model,
             config=parse_config(args.config, "mskjax train cls"), steps=args.steps,
             max_minutes=args.max_minutes, batch_size=args.batch_size, lr=args.lr,
             seed=args.seed, drop_prob=args.drop_prob, init_backbone=args.init_backbone,
             backbone_lr=args.backbone_lr, checkpoint_every=args.checkpoint_every,
-            progress=not args.no_progress)
-        print(f"trained {summary['model']} to step {summary['steps']} "
-              f"(stopped by {summary['stopped_by']}); final loss "
-              f"{summary['final_loss_mean_of_last_20']:.4f}; wrote {args.out}")
+            progress=not args.no_progress, processes=processes)
+        if processes.process_id == 0:
+            print(f"trained {summary['model']} to step {summary['steps']} "
+                  f"(stopped by {summary['stopped_by']}); final loss "
+                  f"{summary['final_loss_mean_of_last_20']:.4f}; wrote {args.out}")
     if args.command == "eval" and args.eval_command == "cls":
         try:
             from ._train_cls import evaluate_cls, format_cls_table

@@ -40,6 +40,33 @@ def check_run_options(func: str, *, steps, batch_size, checkpoint_every, max_min
         raise ValueError(f"{func}: lr must be positive, got {lr!r}")
 
 
+def process_split(processes, batch_size: int, func: str) -> tuple[int, int, int]:
+    """``(num_processes, process_id, batch_size // num_processes)`` of a run's processes
+    (``None``: one process); ``batch_size`` must be divisible by the process count."""
+    n = 1 if processes is None else processes.num_processes
+    pid = 0 if processes is None else processes.process_id
+    if batch_size % n:
+        raise ValueError(f"{func}: batch_size {batch_size} must be divisible by the {n} "
+                         f"processes (each draws batch_size / {n} examples a step)")
+    return n, pid, batch_size // n
+
+
+def process_seed(seed: int, n: int, pid: int) -> int:
+    """The seed of a process's batch order: ``seed`` itself on one process (the order of a
+    single-process run), else a function of ``(seed, process id)``."""
+    return seed if n == 1 else int(np.random.SeedSequence([seed, pid]).generate_state(1)[0])
+
+
+def process_mesh(local_batch: int, n: int):
+    """A ``"batch"`` mesh of the same number of devices from every process (as many as divide
+    ``local_batch``), process by process."""
+    import jax
+
+    per_process = math.gcd(local_batch, jax.local_device_count())
+    return train.batch_mesh([d for p in range(n) for d in
+                             [d for d in jax.devices() if d.process_index == p][:per_process]])
+
+
 def optimizer(lr: float):
     """Adam with gradient clipping at global norm 1, the optimiser of every training command."""
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))

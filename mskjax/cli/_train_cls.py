@@ -12,6 +12,14 @@ gamma (0.8 to 1.25) and a shift of up to 6 % of each in-plane size (edge-padded)
 stopped and resumed ends with the parameters of an uninterrupted one. The ``test`` split is
 never read.
 
+On several processes (``--coordinator``/``--num-processes``/``--process-id`` or a launcher's
+variables, see :mod:`mskjax.cli._distributed`) every process reads the whole set and draws
+``batch_size / N`` examples a step (``batch_size`` divisible by ``N``) with an order of
+``(seed, process id, step)``; the global batch is split over the devices of all processes
+(:func:`mskjax.train.global_batch`), the gradient is its mean, only process 0 writes the
+metrics, the summary and the progress bar, and the checkpoints are written once. A run
+resumed with another process count restores its checkpoint but draws other batches.
+
 Evaluation reports, on the held-out split, by task: ROC AUC with a stratified 95 % bootstrap
 interval, sensitivity and specificity at the Youden point (binary; and the AUC per conspicuity
 bin when the set records one); accuracy, balanced accuracy, quadratic-weighted kappa and the AUC
@@ -35,8 +43,9 @@ from ..io import read_classification_set
 from ._cls_models import (CLS_MODELS, build_cls_model, cls_model_spec, model_input,
                           normalise_example, predict_outputs)
 from ._files import write_json
-from ._run import (check_run_options, checkpoint_folder, optimizer, prepare_run_folder, run_training,
-                   start_state, write_summary)
+from ._run import (check_run_options, checkpoint_folder, optimizer, prepare_run_folder,
+                   process_mesh, process_seed, process_split, run_training, start_state,
+                   write_summary)
 
 _TRAIN = "mskjax train cls"
 _EVAL = "mskjax eval cls"
@@ -131,7 +140,8 @@ def train_cls(*, data, out, model: str = "resnet18", config: dict | None = None,
               steps: int = 2000, max_minutes: float | None = None, batch_size: int = 16,
               lr: float = 1e-3, seed: int = 0, drop_prob: float = 0.0,
               init_backbone: str | None = None, backbone_lr: float | None = None,
-              checkpoint_every: int = 200, progress: bool = True) -> dict:
+              checkpoint_every: int = 200, progress: bool = True,
+              processes: train.ProcessSet | None = None) -> dict:
     """Train a classifier (module docstring); returns the summary (also written).
 
     Args:
@@ -146,10 +156,13 @@ def train_cls(*, data, out, model: str = "resnet18", config: dict | None = None,
             one (transfer learning: the head is new).
         backbone_lr: with ``init_backbone``, the backbone's learning rate (0 freezes it;
             default ``lr``).
+        processes: the run's processes, already started
+            (:func:`mskjax.cli._distributed.start_distributed`); default one process.
     """
     spec = cls_model_spec(model, _TRAIN)
     check_run_options(_TRAIN, steps=steps, batch_size=batch_size,
                       checkpoint_every=checkpoint_every, max_minutes=max_minutes, lr=lr)
+    n, pid, local_batch = process_split(processes, batch_size, _TRAIN)
     if backbone_lr is not None and (init_backbone is None or not backbone_lr >= 0):
         raise ValueError(f"{_TRAIN}: --backbone-lr needs --init-backbone and a value >= 0, "
                          f"got {backbone_lr!r}")
@@ -175,7 +188,7 @@ def train_cls(*, data, out, model: str = "resnet18", config: dict | None = None,
                 "inputs": spec.inputs, "training_examples": int(len(labels)),
                 "training_subjects": np.unique(dataset["subject"]).tolist(),
                 "init_backbone": None if init_backbone is None else str(init_backbone),
-                "backbone_lr": backbone_lr}
+                "backbone_lr": backbone_lr, "processes": n}
     run_config = {"model": {"name": model, "kwargs": full_config,
                             "head": {"task": task, "num_classes": num_classes,
                                      "drop_prob": drop_prob}},
@@ -189,15 +202,27 @@ def train_cls(*, data, out, model: str = "resnet18", config: dict | None = None,
                                            keys=_RUN_KEYS, run_config=run_config, out=out,
                                            seed=seed, func=_TRAIN)
     loss_fn = make_cls_loss(graphdef, rest, task=task, drop=drop_prob > 0)
-    step_fn = jax.jit(train.make_train_step(loss_fn, opt), donate_argnums=0)
     sampler = _Sampler(examples, labels, inputs=spec.inputs, task=task,
-                       batch_size=batch_size, seed=seed)
-    state, common = run_training(step_fn, state, sampler, out=out, ckpt=ckpt,
+                       batch_size=local_batch, seed=process_seed(seed, n, pid))
+    if n == 1:
+        step_fn = jax.jit(train.make_train_step(loss_fn, opt), donate_argnums=0)
+        batch_of = sampler
+    else:
+        mesh = process_mesh(local_batch, n)
+        step_fn = train.data_parallel(train.make_train_step(loss_fn, opt), mesh=mesh,
+                                      donate_state=True)
+
+        def batch_of(s):
+            return train.global_batch(sampler(s), mesh)
+
+    state, common = run_training(step_fn, state, batch_of, out=out, ckpt=ckpt,
                                  run_config=run_config, steps=steps, max_minutes=max_minutes,
                                  checkpoint_every=checkpoint_every, progress=progress,
-                                 desc=f"training {model}", func=_TRAIN)
-    return write_summary(out, {"model": model, "description": spec.description,
-                               "config": full_config, "settings": settings, **common})
+                                 desc=f"training {model}", func=_TRAIN, primary=pid == 0,
+                                 num_processes=n)
+    summary = {"model": model, "description": spec.description, "config": full_config,
+               "settings": settings, **common}
+    return write_summary(out, summary) if pid == 0 else summary
 
 
 def _optimizer(net, settings: dict):

@@ -53,8 +53,8 @@ from ._files import write_json
 from ._gancs import (build_discriminator, discriminator_entry, gan_settings, make_gan_step,
                      restore_generator, start_gan_state)
 from ._run import (check_run_options, checkpoint_folder, discard_unsaved_run, optimizer,
-                   prepare_run_folder, restore_trained, run_training, start_state,
-                   write_summary)
+                   prepare_run_folder, process_mesh, process_seed, process_split,
+                   restore_trained, run_training, start_state, write_summary)
 from ._learned import (MODELS, build_model, input_scale, model_spec, num_low_frequencies,
                        reconstruct)
 
@@ -189,13 +189,9 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
     spec = model_spec(model, _TRAIN)
     check_run_options(_TRAIN, steps=steps, batch_size=batch_size,
                       checkpoint_every=checkpoint_every, max_minutes=max_minutes, lr=lr)
-    n = 1 if processes is None else processes.num_processes
-    pid = 0 if processes is None else processes.process_id
-    if batch_size % n:
-        raise ValueError(f"{_TRAIN}: batch_size {batch_size} must be divisible by the {n} "
-                         f"processes (each draws batch_size / {n} slices a step)")
+    n, pid, local_batch = process_split(processes, batch_size, _TRAIN)
     kspace, names = load_training_set(data, processes=processes)
-    total_slices, local_batch = len(names), batch_size // n
+    total_slices = len(names)
     if n > 1:
         total_slices = _check_shares(kspace, local_batch, data)
     if patch_rows is not None and not (isinstance(patch_rows, int) and
@@ -248,10 +244,8 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
     if n == 1:
         devices = jax.devices()
         mesh = train.batch_mesh(devices[:math.gcd(batch_size, len(devices))])
-    else:  # the same number of devices from every process, process by process
-        per_process = math.gcd(local_batch, jax.local_device_count())
-        mesh = train.batch_mesh([d for p in range(n) for d in
-                                 [d for d in jax.devices() if d.process_index == p][:per_process]])
+    else:
+        mesh = process_mesh(local_batch, n)
     if gan is not None:
         example_fn = make_example_fn(model, acceleration=acceleration,
                                      center_fraction=center_fraction, mask=mask,
@@ -267,7 +261,7 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
 
     # One process keeps the order of a single-process run; several draw each from its own
     # slices with an order of (seed, process id, step).
-    order_seed = seed if n == 1 else int(np.random.SeedSequence([seed, pid]).generate_state(1)[0])
+    order_seed = process_seed(seed, n, pid)
 
     def batch_of(s):
         index = train.batch_indices(order_seed, s, num_examples=kspace.shape[0],

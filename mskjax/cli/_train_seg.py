@@ -13,6 +13,15 @@ at the edges of the field of view), cropped at random to ``crop`` pixels when gi
 nets are fully convolutional and segment whole slices); 3D patches at random positions; or
 voxels balanced over classes. The ``test/`` subjects are never read.
 
+On several processes (``--coordinator``/``--num-processes``/``--process-id`` or a launcher's
+variables, see :mod:`mskjax.cli._distributed`) every process reads the whole set and draws
+``batch_size / N`` examples a step (``batch_size`` divisible by ``N``) with an order of
+``(seed, process id, step)``; the global batch is split over the devices of all processes
+(:func:`mskjax.train.global_batch`), the gradient is its mean, only process 0 writes the
+metrics, the summary and the progress bar, and the checkpoints are written once. A run
+resumed with another process count restores its checkpoint but draws other batches. The per-voxel triplanar
+CNN (one volume a step) runs on one process.
+
 Output folder: ``checkpoints/`` (orbax, atomic, the configuration beside the arrays),
 ``metrics.jsonl`` (one line per step), ``summary.json``.
 """
@@ -32,7 +41,8 @@ from ..io import read_segmentation_set
 from ..sim import KNEE_LABELS
 from ._files import write_json
 from ._run import (check_run_options, checkpoint_folder, optimizer, positive_int, prepare_run_folder, restore_trained,
-                   run_training, start_state, write_summary)
+                   process_mesh, process_seed, process_split, run_training, start_state,
+                   write_summary)
 from ._seg_models import (PATCH_3D, SEG_MODELS, build_seg_model, normalise, seg_model_spec,
                           volume_probabilities)
 
@@ -129,7 +139,7 @@ def train_seg(*, data, out, model: str = "unet", config: dict | None = None,
               num_classes: int = len(KNEE_LABELS), steps: int = 2000,
               max_minutes: float | None = None, batch_size: int = 8, lr: float = 1e-3,
               seed: int = 0, crop: int | None = None, checkpoint_every: int = 200,
-              progress: bool = True) -> dict:
+              progress: bool = True, processes: train.ProcessSet | None = None) -> dict:
     """Train a segmentation model (module docstring); returns the summary (also written).
 
     Args:
@@ -147,11 +157,17 @@ def train_seg(*, data, out, model: str = "unet", config: dict | None = None,
             slices).
         checkpoint_every: steps between checkpoints (and one at the end).
         progress: show a progress bar.
+        processes: the run's processes, already started
+            (:func:`mskjax.cli._distributed.start_distributed`); default one process.
     """
     spec = seg_model_spec(model, _TRAIN)
     check_run_options(_TRAIN, steps=steps, batch_size=batch_size,
                       checkpoint_every=checkpoint_every, max_minutes=max_minutes, lr=lr,
                       num_classes=num_classes)
+    n, pid, local_batch = process_split(processes, batch_size, _TRAIN)
+    if n > 1 and spec.kind == "voxel":
+        raise ValueError(f"{_TRAIN}: {model} trains on the voxels of one volume a step, which "
+                         "cannot be split over processes; run it on one process")
     dataset = read_segmentation_set(data, split="train", num_classes=num_classes)
     if crop is not None:
         if spec.kind != "slice":
@@ -167,7 +183,7 @@ def train_seg(*, data, out, model: str = "unet", config: dict | None = None,
                 "batch_size": batch_size, "lr": lr, "seed": seed, "crop": crop,
                 "data": str(Path(data).resolve()), "volume_shape": list(images.shape[1:]),
                 "voxel_size_mm": [float(v) for v in dataset["voxel_size"]],
-                "training_subjects": dataset["names"]}
+                "training_subjects": dataset["names"], "processes": n}
     run_config = {"model": {"name": model, "kwargs": full_config}, "train": settings}
 
     out, ckpt = prepare_run_folder(out, _TRAIN)
@@ -178,15 +194,27 @@ def train_seg(*, data, out, model: str = "unet", config: dict | None = None,
 
     loss_fn = make_seg_loss(spec.kind, graphdef, rest, num_classes=num_classes,
                             patch_size=patch_size)
-    step_fn = jax.jit(train.make_train_step(loss_fn, opt), donate_argnums=0)
-    sampler = _Sampler(spec.kind, images, dataset["labels"], batch_size, seed, num_classes,
-                       patch_size, crop)
-    state, common = run_training(step_fn, state, sampler, out=out, ckpt=ckpt,
+    sampler = _Sampler(spec.kind, images, dataset["labels"], local_batch,
+                       process_seed(seed, n, pid), num_classes, patch_size, crop)
+    if n == 1:
+        step_fn = jax.jit(train.make_train_step(loss_fn, opt), donate_argnums=0)
+        batch_of = sampler
+    else:
+        mesh = process_mesh(local_batch, n)
+        step_fn = train.data_parallel(train.make_train_step(loss_fn, opt), mesh=mesh,
+                                      donate_state=True)
+
+        def batch_of(s):
+            return train.global_batch(sampler(s), mesh)
+
+    state, common = run_training(step_fn, state, batch_of, out=out, ckpt=ckpt,
                                  run_config=run_config, steps=steps, max_minutes=max_minutes,
                                  checkpoint_every=checkpoint_every, progress=progress,
-                                 desc=f"training {model}", func=_TRAIN)
-    return write_summary(out, {"model": model, "description": spec.description,
-                               "config": full_config, "settings": settings, **common})
+                                 desc=f"training {model}", func=_TRAIN, primary=pid == 0,
+                                 num_processes=n)
+    summary = {"model": model, "description": spec.description, "config": full_config,
+               "settings": settings, **common}
+    return write_summary(out, summary) if pid == 0 else summary
 
 
 def load_trained_seg(checkpoint, func: str = _EVAL):

@@ -17,7 +17,9 @@ pytest.importorskip("flax")
 
 from mskjax import train  # noqa: E402
 from mskjax.cli import main  # noqa: E402
+from mskjax.cli._train_cls import train_cls  # noqa: E402
 from mskjax.cli._train_recon import train_recon  # noqa: E402
+from mskjax.cli._train_seg import train_seg  # noqa: E402
 from mskjax.io import make_kspace_set  # noqa: E402
 from mskjax.sim import knee_section  # noqa: E402
 
@@ -166,3 +168,32 @@ def test_every_process_needs_a_file(kset, tmp_path):
         train_recon(data=kset, out=tmp_path / "r", model="unet", batch_size=4, steps=1,
                     processes=train.ProcessSet("127.0.0.1:9", 4, 0), progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_seg_and_cls_batch_size_must_divide_among_the_processes(tmp_path):
+    two = train.ProcessSet("127.0.0.1:9", 2, 0)
+    with pytest.raises(ValueError, match="mskjax train seg: batch_size 3 must be divisible"):
+        train_seg(data=tmp_path, out=tmp_path / "r", batch_size=3, processes=two)
+    with pytest.raises(ValueError, match="mskjax train cls: batch_size 5 must be divisible"):
+        train_cls(data=tmp_path, out=tmp_path / "r", batch_size=5, processes=two)
+    with pytest.raises(ValueError, match="triplanar trains on the voxels of one volume"):
+        train_seg(data=tmp_path, out=tmp_path / "r", model="triplanar", batch_size=2,
+                  processes=two)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_train_a_classifier(tmp_path):
+    data = tmp_path / "lesions"
+    assert main(["data", "make-cls-set", "--source", "lesion", "--out", str(data),
+                 "--train-subjects", "6", "--test-subjects", "2", "--size", "64",
+                 "--conspicuity", "0.8", "1.0", "--no-progress"]) == 0
+    out = tmp_path / "run"
+    args = ["train", "cls", "--model", "resnet-small", "--data", str(data), "--out", str(out),
+            "--steps", "2", "--batch-size", "4", "--config", "width=4", "--no-progress",
+            "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
+    results = mskjax([[*args, "--process-id", "0"], [*args, "--process-id", "1"]])
+    assert [rc for rc, _, _ in results] == [0, 0], results
+    assert [r["step"] for r in train.read_metrics(out / "metrics.jsonl")] == [1, 2]
+    assert train.latest_step(out / "checkpoints") == 2
+    assert json.loads((out / "summary.json").read_text())["settings"]["processes"] == 2
