@@ -19,7 +19,8 @@ The computation:
    weight ``w`` (initially 1), ``S = linop.Sense(maps)`` (coil expansion and centred FFT), its
    adjoint ``S^H`` (``linop.Sense(maps).H``), the mask ``M`` (``linop.apply_mask``), the measured
    k-space ``k0`` and a :class:`NormUNet` ``R``. The cascades' weights are stacked on a leading
-   axis and run by ``lax.scan`` (rematerialised with ``remat=True``).
+   axis and run unrolled (or by ``lax.scan``, see :data:`UNROLL`; always by ``lax.scan``
+   with a ``remat`` policy).
 3. The root-sum-of-squares of ``ifft2c(k)`` over the coils.
 
 :class:`NormUNet` normalises the real and the imaginary channel of each example by their mean
@@ -27,6 +28,15 @@ and (unbiased) standard deviation, zero-pads rows and columns to multiples of 16
 the extra one after), runs the U-Net, crops, and undoes the normalisation. Where fastMRI would
 divide by zero (an all-zero image, an all-zero set of coil images) the result is zero instead of
 NaN: zero k-space gives a zero image.
+
+Memory (``remat``, see :func:`mskjax.nets._varnet.remat_policy`): ``"cascade"`` wraps the
+sensitivity net and each cascade in ``jax.checkpoint`` (the backward pass stores their inputs
+and runs each forward again), ``"block"`` wraps each U-Net level of the sensitivity net and of
+every cascade (a level's :class:`~mskjax.nets.ConvBlock` going down, the bottom block, a
+level's transposed convolution, concatenation and block going up), ``"cascade+block"`` both.
+With a policy the cascades run in ``lax.scan`` (unrolled, XLA may schedule the recomputation
+early, where it saves nothing). The maths is the same under every policy;
+``benchmarks/memory.py`` measures what each saves and costs.
 """
 
 from __future__ import annotations
@@ -42,9 +52,44 @@ from flax import nnx
 from .. import coils, linop
 from .._checks import as_array, check_complex, check_ndim, check_positive_int
 from ..fourier import ifft2c
+from ._blocks import avg_pool, pad_to
+from ._conv import conv
 from ._unet import UNet
+from ._varnet import remat_policy
 
 _FUNC = "mskjax.nets.E2EVarNet"
+
+
+def _checkpointed(fn, *modules):
+    """``fn(*modules, *args)`` as a function of ``args`` inside ``jax.checkpoint``, the
+    modules' parameters passed in as arguments (so that they are differentiated, not
+    closed over)."""
+    split = [nnx.split(m) for m in modules]
+
+    @jax.checkpoint
+    def run(states, *args):
+        return fn(*(nnx.merge(g, s) for (g, _), s in zip(split, states)), *args)
+
+    states = tuple(s for _, s in split)
+    return lambda *args: run(states, *args)
+
+
+def _unet_by_levels(unet: UNet, x: jax.Array) -> jax.Array:
+    """``unet(x)`` with ``jax.checkpoint`` around each level (``x`` checked by the caller)."""
+    skips = []
+    for block in unet.down:
+        x = _checkpointed(lambda b, h: b(h), block)(x)
+        skips.append(x)
+        x = avg_pool(x)
+    x = _checkpointed(lambda b, h: b(h), unet.bottom)(x)
+
+    def up_level(transpose, block, h, skip):
+        h = pad_to(transpose(h), skip.shape[1:-1])
+        return block(jnp.concatenate([h, skip], axis=-1))
+
+    for transpose, block in zip(unet.up_transpose, unet.up):
+        x = _checkpointed(up_level, transpose, block)(x, skips.pop())
+    return conv(x, unet.head_kernel[...], padding=0) + unet.head_bias[...]
 
 
 def _safe_divisor(x):
@@ -59,13 +104,14 @@ class NormUNet(nnx.Module):
         num_pools: U-Net levels.
         rngs: ``nnx.Rngs`` (keyword-only).
 
-    Call: complex ``(batch, rows, cols)`` -> complex ``(batch, rows, cols)``.
+    Call: complex ``(batch, rows, cols)`` -> complex ``(batch, rows, cols)``; with
+    ``remat_levels=True`` each U-Net level runs inside ``jax.checkpoint`` (the same values).
     """
 
     def __init__(self, chans: int, num_pools: int, *, rngs: nnx.Rngs):
         self.unet = UNet(2, 2, chans=chans, num_pool_layers=num_pools, rngs=rngs)
 
-    def __call__(self, images: jax.Array) -> jax.Array:
+    def __call__(self, images: jax.Array, *, remat_levels: bool = False) -> jax.Array:
         x = jnp.stack([jnp.real(images), jnp.imag(images)], axis=-1).astype(jnp.float32)
         rows, cols = x.shape[1:3]
         mean = jnp.mean(x, axis=(1, 2), keepdims=True)
@@ -74,7 +120,7 @@ class NormUNet(nnx.Module):
         x = (x - mean) / _safe_divisor(std)
         widths = [((-n % 16) // 2, (-n % 16) - (-n % 16) // 2) for n in (rows, cols)]
         x = jnp.pad(x, [(0, 0), *widths, (0, 0)])
-        x = self.unet(x)
+        x = _unet_by_levels(self.unet, x) if remat_levels else self.unet(x)
         x = x[:, widths[0][0]:widths[0][0] + rows, widths[1][0]:widths[1][0] + cols]
         x = x * std + mean
         return jax.lax.complex(x[..., 0], x[..., 1])
@@ -87,9 +133,10 @@ class Cascade(nnx.Module):
         self.regularizer = NormUNet(chans, num_pools, rngs=rngs)
         self.dc_weight = nnx.Param(jnp.ones((), jnp.float32))
 
-    def __call__(self, kspace, ref_kspace, mask, sense: linop.Sense):
+    def __call__(self, kspace, ref_kspace, mask, sense: linop.Sense, *,
+                 remat_levels: bool = False):
         soft_dc = linop.apply_mask(mask, kspace - ref_kspace) * self.dc_weight[...]
-        refined = self.regularizer(sense.H(kspace)[None])[0]
+        refined = self.regularizer(sense.H(kspace)[None], remat_levels=remat_levels)[0]
         return kspace - soft_dc - sense(refined).astype(kspace.dtype)
 
 
@@ -164,7 +211,8 @@ def _centre_width(line, xp=jnp):
 
 
 #: Unroll the cascades into straight-line code (default) or loop with ``lax.scan`` (smaller
-#: programs and faster compilation for many cascades; slower gradients on CPU).
+#: programs and faster compilation for many cascades; slower gradients on CPU). With a
+#: ``remat`` policy other than ``"none"`` the cascades always run in ``lax.scan``.
 UNROLL = True
 
 
@@ -178,8 +226,20 @@ class E2EVarNet(nnx.Module):
         chans: channels of each cascade U-Net's first level.
         pools: levels of each cascade U-Net.
         mask_center: keep only the centre (low-frequency) columns for the sensitivity maps.
-        remat: rematerialise each cascade in the backward pass (``jax.checkpoint``), trading
-            compute for memory.
+        remat: what the backward pass recomputes instead of storing
+            (:func:`mskjax.nets._varnet.remat_policy`), the same values under every policy:
+
+            - ``"none"`` (default, or ``False``): everything stored;
+            - ``"cascade"`` (or ``True``): ``jax.checkpoint`` around the sensitivity net and
+              around each cascade: their inputs are stored (one k-space per cascade) and each
+              runs forward again in the backward pass, so the peak holds the arrays of one
+              cascade at a time;
+            - ``"block"``: ``jax.checkpoint`` around each U-Net level (down block, bottom block,
+              up level) of the sensitivity net and of every cascade: the levels' inputs and
+              outputs are stored, their convolution, normalisation and activation arrays
+              recomputed; data consistency stored as without remat;
+            - ``"cascade+block"``: both, nested: the least memory for about two more forward
+              passes of the U-Nets.
         rngs: ``nnx.Rngs`` for the initial weights.
 
     Call ``model(kspace, mask, *, num_low_frequencies=None)`` on ONE example:
@@ -199,8 +259,8 @@ class E2EVarNet(nnx.Module):
     """
 
     def __init__(self, *, num_cascades: int = 12, sens_chans: int = 8, sens_pools: int = 4,
-                 chans: int = 18, pools: int = 4, mask_center: bool = True, remat: bool = False,
-                 rngs: nnx.Rngs):
+                 chans: int = 18, pools: int = 4, mask_center: bool = True,
+                 remat: bool | str = "none", rngs: nnx.Rngs):
         for name, value in (("num_cascades", num_cascades), ("sens_chans", sens_chans),
                             ("sens_pools", sens_pools), ("chans", chans), ("pools", pools)):
             check_positive_int(value, name, _FUNC)
@@ -208,7 +268,7 @@ class E2EVarNet(nnx.Module):
             raise TypeError(f"{_FUNC}: rngs must be an nnx.Rngs, got {type(rngs).__name__}")
         self.num_cascades, self.sens_chans, self.sens_pools = num_cascades, sens_chans, sens_pools
         self.chans, self.pools = chans, pools
-        self.mask_center, self.remat = bool(mask_center), bool(remat)
+        self.mask_center, self.remat = bool(mask_center), remat_policy(remat, _FUNC)
         self.sens_net = NormUNet(sens_chans, sens_pools, rngs=rngs)
         self.cascades = _stack_modules([Cascade(chans, pools, rngs=rngs)
                                         for _ in range(num_cascades)])
@@ -243,7 +303,13 @@ class E2EVarNet(nnx.Module):
 
     def _maps(self, kspace, mask, line, num_low):
         coil_images = ifft2c(self._low_frequency_kspace(kspace, mask, line, num_low))
-        maps = self.sens_net(coil_images)
+        policy = remat_policy(self.remat, _FUNC)
+        levels = policy in ("block", "cascade+block")
+        if policy in ("cascade", "cascade+block"):
+            maps = _checkpointed(lambda net, x: net(x, remat_levels=levels),
+                                 self.sens_net)(coil_images)
+        else:
+            maps = self.sens_net(coil_images, remat_levels=levels)
         norm = coils.rss(maps, axis=0)
         return jnp.where(norm > 0, maps / _safe_divisor(norm).astype(maps.dtype),
                          jnp.zeros((), maps.dtype))
@@ -262,15 +328,21 @@ class E2EVarNet(nnx.Module):
         kspace, mask, line, num_low = _check_inputs(kspace, mask, num_low_frequencies)
         sense = linop.Sense(self._maps(kspace, mask, line, num_low))
         graphdef, state = nnx.split(self.cascades)
+        policy = remat_policy(self.remat, _FUNC)
+        levels = policy in ("block", "cascade+block")
 
         def cascade(current, params):
-            return nnx.merge(graphdef, params)(current, kspace, mask, sense), None
+            return nnx.merge(graphdef, params)(current, kspace, mask, sense,
+                                               remat_levels=levels), None
 
-        if self.remat:
+        if policy in ("cascade", "cascade+block"):
             cascade = jax.checkpoint(cascade)
-        if UNROLL:
+        if UNROLL and policy == "none":
             # A Python loop over the stacked weights: on CPU, XLA runs the backward pass of
-            # convolutions inside a lax.scan body several times slower than unrolled.
+            # convolutions inside a lax.scan body several times slower than unrolled. With
+            # remat the cascades run in lax.scan: in straight-line code XLA's scheduler is free
+            # to recompute the checkpointed forward passes early, where they save nothing
+            # (measured on CPU), while a scan's backward pass runs one cascade at a time.
             prediction = kspace
             for i in range(self.num_cascades):
                 prediction, _ = cascade(prediction, jax.tree_util.tree_map(lambda a: a[i], state))

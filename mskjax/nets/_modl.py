@@ -32,7 +32,7 @@ from .._checks import check_interval, check_positive_int
 from ..linop import Identity, Sense
 from ..solvers import cg
 from ._conv import conv
-from ._varnet import check_inputs, from_channels, input_scale, to_channels
+from ._varnet import check_inputs, from_channels, input_scale, remat_policy, to_channels
 
 __all__ = ["MoDL"]
 
@@ -67,11 +67,28 @@ class ResidualDenoiser(nnx.Module):
                      rngs=rngs)
             for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))])
 
-    def __call__(self, x):
+    def __call__(self, x, *, remat_layers: bool = False):
+        """``(batch, rows, cols, 2)`` -> same. ``remat_layers``: ``jax.checkpoint`` around each
+        convolution and its ReLU, so the backward pass stores the layers' inputs only."""
         h = x
         for layer in self.layers[:-1]:
-            h = jax.nn.relu(layer(h))
-        return x + self.layers[-1](h)
+            h = _call(layer, h, remat=remat_layers, activation=jax.nn.relu)
+        return x + _call(self.layers[-1], h, remat=remat_layers)
+
+
+def _call(module, x, *, remat, activation=None):
+    """``activation(module(x))``, inside ``jax.checkpoint`` when ``remat``."""
+    if not remat:
+        y = module(x)
+        return y if activation is None else activation(y)
+    graphdef, state = nnx.split(module)
+
+    @jax.checkpoint
+    def run(state, x):
+        y = nnx.merge(graphdef, state)(x)
+        return y if activation is None else activation(y)
+
+    return run(state, x)
 
 
 class MoDL(nnx.Module):
@@ -91,7 +108,14 @@ class MoDL(nnx.Module):
         lamda: the initial weight of ``||x - z||^2``, in units of the scaled image (> 0).
         implicit: implicit gradients through CG (memory independent of ``cg_iterations``; the
             gradient of the exact solution) or, with ``False``, through the iterations.
-        remat: rematerialise each iteration in the backward pass (``jax.checkpoint``).
+        remat: what the backward pass recomputes instead of storing
+            (:func:`mskjax.nets._varnet.remat_policy`): ``"none"`` (default, or ``False``)
+            stores every iteration's arrays; ``"cascade"`` (or ``True``) checkpoints each
+            iteration (denoiser and CG): only its input image is stored and its forward pass
+            runs again in the backward pass (with any policy the iterations run in
+            ``lax.scan``); ``"block"`` checkpoints each convolution (with its
+            ReLU) of the denoiser: the layers' inputs are stored, the pre-activation maps
+            recomputed, the CG arrays stored; ``"cascade+block"`` nests the two.
         param_dtype: dtype of the parameters.
         rngs: ``nnx.Rngs`` for the denoiser's initialisation.
 
@@ -102,18 +126,18 @@ class MoDL(nnx.Module):
 
     def __init__(self, *, num_iterations: int = 5, cg_iterations: int = 10, num_layers: int = 5,
                  features: int = 64, lamda: float = 0.05, implicit: bool = True,
-                 remat: bool = False, param_dtype=jnp.float32, rngs: nnx.Rngs):
+                 remat: bool | str = "none", param_dtype=jnp.float32, rngs: nnx.Rngs):
         func = "mskjax.nets.MoDL"
         check_positive_int(num_iterations, "num_iterations", func)
         check_positive_int(cg_iterations, "cg_iterations", func)
         check_positive_int(num_layers, "num_layers", func, minimum=2)
         check_positive_int(features, "features", func)
         check_interval(lamda, "lamda", func, low=0)
-        for name, flag in (("implicit", implicit), ("remat", remat)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"{func}: {name} must be a bool, got {flag!r}")
+        if not isinstance(implicit, (bool, np.bool_)):
+            raise TypeError(f"{func}: implicit must be a bool, got {implicit!r}")
+        remat = remat_policy(remat, func)
         self.num_iterations, self.cg_iterations = num_iterations, cg_iterations
-        self.implicit, self.remat = bool(implicit), bool(remat)
+        self.implicit, self.remat = bool(implicit), remat
         self.denoiser = ResidualDenoiser(num_layers=num_layers, features=features,
                                          param_dtype=param_dtype, rngs=rngs)
         self.log_lamda = nnx.Param(jnp.asarray(np.log(lamda), param_dtype))
@@ -133,20 +157,32 @@ class MoDL(nnx.Module):
         normal = operator.N + lamda * Identity(operator.ishape)
         tol = float(jnp.finfo(lamda.dtype).eps)
         graphdef, state = nnx.split(self.denoiser)
+        policy = remat_policy(self.remat, "mskjax.nets.MoDL")
+        remat_layers = policy in ("block", "cascade+block")
 
         def iteration(x, state):
-            z = from_channels(nnx.merge(graphdef, state)(to_channels(x)))
+            denoiser = nnx.merge(graphdef, state)
+            # Only a ResidualDenoiser takes remat_layers: another denoiser may be put in.
+            image = to_channels(x)
+            z = from_channels(denoiser(image, remat_layers=True) if remat_layers
+                              else denoiser(image))
             result = cg(normal, adjoint_data + lamda * z, max_iter=self.cg_iterations,
                         tol=tol, implicit=self.implicit)
             return result.x
 
-        if self.remat:
+        if policy in ("cascade", "cascade+block"):
             iteration = jax.checkpoint(iteration)
-        # A Python loop, not lax.scan: the reverse pass of a scan whose body holds CG solves
-        # and convolutions runs several times slower on CPU than the same steps unrolled.
-        x = adjoint_data
-        for _ in range(self.num_iterations):
-            x = iteration(x, state)
+        if policy == "none":
+            # A Python loop, not lax.scan: the reverse pass of a scan whose body holds CG
+            # solves and convolutions runs several times slower on CPU than unrolled.
+            x = adjoint_data
+            for _ in range(self.num_iterations):
+                x = iteration(x, state)
+        else:
+            # With remat, lax.scan: unrolled, XLA may schedule the recomputation early, where
+            # it saves nothing.
+            x, _ = jax.lax.scan(lambda x, _: (iteration(x, state), None), adjoint_data, None,
+                                length=self.num_iterations)
         return x * scale.astype(x.dtype)
 
     def apply_sample(self, sample):

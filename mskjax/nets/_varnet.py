@@ -21,10 +21,13 @@ scanner's units and ``net(c * y) == c * net(y)`` for ``c > 0``.
 
 Memory. The activations' backward pass recomputes the Gaussians one centre at a time (a
 custom VJP), so a step stores arrays of the size of the filter responses, not ``num_rbf`` times
-that; ``remat=True`` recomputes whole steps. Gradient of a 10-step, 24-filter, 31-RBF net on
-one 8-coil 320 x 320 slice (XLA CPU ``temp_size_in_bytes``): 310 MiB with the steps unrolled,
-``remat`` or not (433 and 209 MiB in a ``lax.scan``, whose reverse pass is slower on CPU; 7.1
-GiB and 1.6 GiB with the Gaussians stored). The net is reverse-mode differentiable
+that. ``remat`` (see :func:`remat_policy`) recomputes whole steps (``"cascade"``) or the
+filter-and-activation layer of each step (``"block"``); with a policy the steps run in
+``lax.scan`` (in straight-line code XLA's CPU scheduler ran the recomputation early, where it
+saved nothing). Gradient of a 10-step, 24-filter, 31-RBF net on one 8-coil 320 x 320 slice
+(XLA CPU ``temp_size_in_bytes``): 310 MiB with the steps unrolled (``"none"``), 209 MiB with
+``"cascade"`` in a ``lax.scan`` (whose reverse pass is slower on CPU; 433 MiB for a scan
+without remat; 7.1 GiB and 1.6 GiB with the Gaussians stored). The net is reverse-mode differentiable
 (``jax.grad``, ``jax.vjp``), not forward-mode (``jax.jvp``).
 """
 
@@ -44,6 +47,40 @@ from ._conv import conv
 __all__ = ["VarNet"]
 
 _SCALE_QUANTILE = 0.99
+
+#: The rematerialisation policies of the unrolled nets (``remat=``), from least to most
+#: recomputation. ``True`` means ``"cascade"`` and ``False`` ``"none"``.
+REMAT_POLICIES = ("none", "cascade", "block", "cascade+block")
+
+
+def remat_policy(value, func: str) -> str:
+    """The rematerialisation policy named by ``value`` (a ``remat=`` option of an unrolled net).
+
+    - ``"none"`` (or ``False``): the backward pass reads every intermediate array of every
+      cascade (step, iteration) stored by the forward pass: most memory, least compute.
+    - ``"cascade"`` (or ``True``): ``jax.checkpoint`` around each cascade (step, iteration):
+      only its input is stored, and its forward pass runs again during the backward pass
+      (memory of one cascade's intermediates, about one more forward pass).
+    - ``"block"``: ``jax.checkpoint`` around each block of the learned regulariser (a U-Net
+      level, a filter-and-activation layer, a convolution of a denoiser): the block's inputs are
+      stored and its inner arrays (convolution outputs, normalised and activated maps)
+      recomputed; the data-consistency arrays are stored as without remat.
+    - ``"cascade+block"``: both, nested: only the cascades' inputs are stored, and while one
+      cascade is recomputed only its blocks' inputs; the least memory, about two more forward
+      passes of the regulariser.
+
+    Raises a TypeError for a value that is neither a bool nor a string, and a ValueError for
+    an unknown name.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return "cascade" if value else "none"
+    if not isinstance(value, str):
+        raise TypeError(f"{func}: remat must be one of {list(REMAT_POLICIES)} or a bool, got "
+                        f"{value!r} ({type(value).__name__})")
+    if value not in REMAT_POLICIES:
+        raise ValueError(f"{func}: remat must be one of {list(REMAT_POLICIES)} or a bool, got "
+                         f"{value!r}")
+    return value
 
 
 def check_inputs(kspace, mask, maps, func):
@@ -186,7 +223,7 @@ class VarNet(nnx.Module):
     fields-of-experts energy plus the SENSE data term (see the module docstring).
 
     Parameters of step ``t`` (none shared between steps; stacked along a leading axis, the steps
-    unrolled):
+    unrolled, or run by ``lax.scan`` with a ``remat`` policy):
 
     - ``filters`` ``(T, k, k, 2, F)`` float: raw filters; the net uses
       :func:`project_filters` of them, zero mean (per filter and channel) and unit norm (per
@@ -207,8 +244,12 @@ class VarNet(nnx.Module):
         num_rbf: ``R``, Gaussians per activation (at least 2).
         rbf_range: the centres span ``[-rbf_range, rbf_range]`` in units of the input scale
             (the 99th percentile of ``|A^H y|``); responses outside get ``phi ~ 0``.
-        remat: rematerialise each step in the backward pass (``jax.checkpoint``): memory of
-            one step instead of ``T``, for about one more forward pass.
+        remat: what the backward pass recomputes instead of storing (:func:`remat_policy`):
+            ``"none"`` (default, or ``False``) stores every step's arrays; ``"cascade"`` (or
+            ``True``) checkpoints each step: memory of one step's arrays instead of ``T``, for
+            about one more forward pass; ``"block"`` checkpoints each step's filter, activation
+            and adjoint-filter layer (its input image is stored, the ``F`` filter responses
+            recomputed; the data term's arrays stored); ``"cascade+block"`` nests the two.
         param_dtype: dtype of the parameters.
         rngs: ``nnx.Rngs`` for the filter initialisation.
 
@@ -218,7 +259,7 @@ class VarNet(nnx.Module):
     """
 
     def __init__(self, *, num_steps: int = 10, num_filters: int = 24, kernel_size: int = 11,
-                 num_rbf: int = 31, rbf_range: float = 1.0, remat: bool = False,
+                 num_rbf: int = 31, rbf_range: float = 1.0, remat: bool | str = "none",
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
         func = "mskjax.nets.VarNet"
         check_positive_int(num_steps, "num_steps", func)
@@ -228,10 +269,9 @@ class VarNet(nnx.Module):
             raise ValueError(f"{func}: kernel_size must be odd, got {kernel_size}")
         check_positive_int(num_rbf, "num_rbf", func, minimum=2)
         check_interval(rbf_range, "rbf_range", func, low=0)
-        if not isinstance(remat, (bool, np.bool_)):
-            raise TypeError(f"{func}: remat must be a bool, got {remat!r}")
+        remat = remat_policy(remat, func)
         self.num_steps, self.num_filters, self.kernel_size = num_steps, num_filters, kernel_size
-        self.num_rbf, self.rbf_range, self.remat = num_rbf, float(rbf_range), bool(remat)
+        self.num_rbf, self.rbf_range, self.remat = num_rbf, float(rbf_range), remat
         shape = (num_steps, kernel_size, kernel_size, 2, num_filters)
         self.filters = nnx.Param(jax.random.normal(rngs.params(), shape, param_dtype))
         centres = np.linspace(-rbf_range, rbf_range, num_rbf)
@@ -266,23 +306,36 @@ class VarNet(nnx.Module):
         centres = jnp.asarray(self.centres, real)
         width = jnp.asarray(self.width, real)
 
-        def step(x, params):
-            raw, weights, log_step = params
+        policy = remat_policy(self.remat, "mskjax.nets.VarNet")
+
+        def layer(x, raw, weights):
             kernel = project_filters(raw).astype(real)
             response = analysis(to_channels(x), kernel)
-            regulariser = from_channels(
+            return from_channels(
                 synthesis(rbf_activation(response, weights, centres, width), kernel))
+
+        if policy in ("block", "cascade+block"):
+            layer = jax.checkpoint(layer)
+
+        def step(x, params):
+            raw, weights, log_step = params
+            regulariser = layer(x, raw, weights)
             step_size = jnp.exp(log_step).astype(real)
             return x - regulariser - step_size * data_gradient(operator, x, adjoint_data), None
 
-        if self.remat:
+        if policy in ("cascade", "cascade+block"):
             step = jax.checkpoint(step)
         params = (self.filters[...], self.activation_weights[...], self.log_step_size[...])
-        # A Python loop over the steps, not lax.scan: the reverse pass of a scan over
-        # convolutions runs slower on CPU than the same steps unrolled.
-        x = adjoint_data
-        for t in range(self.num_steps):
-            x, _ = step(x, tuple(p[t] for p in params))
+        if policy == "none":
+            # A Python loop over the steps, not lax.scan: the reverse pass of a scan over
+            # convolutions runs slower on CPU than the same steps unrolled.
+            x = adjoint_data
+            for t in range(self.num_steps):
+                x, _ = step(x, tuple(p[t] for p in params))
+        else:
+            # With remat, lax.scan: unrolled, XLA may schedule the recomputation early, where
+            # it saves nothing.
+            x, _ = jax.lax.scan(step, adjoint_data, params)
         return x * scale.astype(x.dtype)
 
     def apply_sample(self, sample):
