@@ -200,7 +200,11 @@ def _serve(settings: ProcessSet, host: str, port: int, timeout_s: float, func: s
     n = settings.num_processes
     where = f"coordinator {settings.coordinator}"
     try:
-        server = socket.create_server(("", port), reuse_port=False)
+        if socket.has_dualstack_ipv6():  # IPv4 and IPv6 clients ("[::1]:PORT")
+            server = socket.create_server(("", port), family=socket.AF_INET6,
+                                          dualstack_ipv6=True)
+        else:
+            server = socket.create_server(("", port))
     except OSError as err:
         raise ConnectionError(f"{func}: process 0 cannot listen on the {where}: "
                               f"{err.strerror or err}") from None
