@@ -388,8 +388,8 @@ def reconstruct_folder(*, method: str, data, out, acceleration: int = 4,
     out.mkdir(parents=True, exist_ok=True)
     previous = _previous_summary(out)
     done = {p for p in mine if (out / p.name).is_file()} if not overwrite else set()
-    if done and previous is not None and (previous.get("method") != description
-                                          or previous.get("settings") != settings):
+    as_stored = json.loads(json.dumps({"method": description, "settings": settings}))
+    if done and previous is not None and any(previous.get(k) != v for k, v in as_stored.items()):
         raise ValueError(f"{func}: {out} holds reconstructions made with another method or "
                          "other settings (its recon_summary.json); pass --overwrite or choose "
                          "another --out")
