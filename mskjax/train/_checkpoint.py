@@ -12,9 +12,9 @@ the next :func:`save_checkpoint` removes; the previous checkpoints stay restorab
 
 In a multi-process run (``jax.distributed``) every process calls :func:`save_checkpoint` and
 :func:`restore_checkpoint` with the same arguments: orbax writes each replicated array once
-(its replica-parallel writing splits the array's bytes among the processes that hold a
-replica, no byte is written twice; the JSON entries come from process 0) and renames the
-finished folder once,
+(its replica-parallel writing shares the array's slices out among the processes that hold
+a replica, each process writing its part under ``state/ocdbt.process_<i>``; the JSON entries
+come from process 0) and renames the finished folder once,
 and every process waits at a barrier before the save and after it, so that no process reads a
 checkpoint before it is complete. ``meta.json`` records the mesh the state was placed on (axis
 names and sizes, devices, processes, the partition specs of sharded leaves). A replicated state
