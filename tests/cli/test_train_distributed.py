@@ -197,3 +197,24 @@ def test_two_processes_train_a_classifier(tmp_path):
     assert [r["step"] for r in train.read_metrics(out / "metrics.jsonl")] == [1, 2]
     assert train.latest_step(out / "checkpoints") == 2
     assert json.loads((out / "summary.json").read_text())["settings"]["processes"] == 2
+
+
+def test_launcher_variables_without_a_coordinator_are_one_line(kset, tmp_path, capsys,
+                                                                monkeypatch):
+    for name in ("JAX_COORDINATOR_ADDRESS", "MASTER_ADDR", "MASTER_PORT", "JAX_NUM_PROCESSES",
+                 "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    code = main(["train", "recon", "--model", "unet", "--data", str(kset), "--out",
+                 str(tmp_path / "r"), *UNET, "--steps", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == ("mskjax: error: mskjax train recon: 2 processes need a coordinator HOST:PORT "
+                   "(--coordinator, JAX_COORDINATOR_ADDRESS, or MASTER_ADDR and MASTER_PORT)\n")
+    # a flag wins over the launcher's count
+    monkeypatch.setenv("RANK", "0")
+    code = main(["train", "recon", "--model", "unet", "--data", str(kset), "--out",
+                 str(tmp_path / "r"), *UNET, "--steps", "1", "--no-progress",
+                 "--num-processes", "1"])
+    assert code == 0 and train.latest_step(tmp_path / "r" / "checkpoints") == 1
