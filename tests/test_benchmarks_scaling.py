@@ -36,6 +36,7 @@ def test_quick_run_reports_both_device_counts(shared_data, tmp_path):
         for key in ("train", "recon"):
             m = row[key]
             assert m["throughput"] > 0 and m["steady_s"] > 0 and m["compile_s"] > 0
+            assert m["usage"]["cpu_s"] > 0 and m["usage"]["cores_busy"] > 0
             assert m["throughput"] == pytest.approx(m["slices_per_call"] / m["steady_s"])
             assert m["speedup"] == pytest.approx(m["throughput"] / rows["cpu1"][key]["throughput"])
             assert m["efficiency"] == pytest.approx(m["speedup"] / devices)
