@@ -33,7 +33,7 @@ Then "the largest configuration that trains here": the published size (12 cascad
 up to ``--max-batch``) whose analysed size under the best policy stays under the limit,
 confirmed by a measured subprocess run of 2 steps.
 
-Outputs in ``benchmarks/results/memory/``: ``memory.json`` (settings, machine, versions,
+Outputs in ``benchmarks/results/memory/`` (``memory_quick/`` with ``--quick``; ``--out``): ``memory.json`` (settings, machine, versions,
 every number), ``memory.png`` (peak GB against cascades, one line per policy, analysed solid
 and measured as markers, the 24 GB line); a table on stdout.
 
@@ -325,7 +325,8 @@ def main():
     parser.add_argument("--kill-gb", type=float, default=22.0,
                         help="kill a measured run whose resident set exceeds this")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per measured run")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "memory")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results folder (default results/memory, results/memory_quick)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -339,6 +340,8 @@ def main():
         return
 
     quick = args.quick
+    if args.out is None:
+        args.out = HERE / "results" / ("memory_quick" if quick else "memory")
     coils = args.coils or (4 if quick else 15)
     rows = args.rows or (160 if quick else 640)
     cols = args.cols or (128 if quick else 368)
