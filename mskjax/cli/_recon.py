@@ -137,41 +137,11 @@ def resolve_method(method: str, *, cg_lamda: float, l1_lamda: float,
 
 
 def over_devices(fn: Callable, devices) -> Callable:
-    """``mapped(kspace, mask)``: :func:`mskjax.recon.map_slices` of ``fn`` on each device, the
-    slices split evenly over ``devices`` by ``jax.shard_map``.
-
-    The split is done here, with ``check_vma=False``, rather than by ``map_slices`` itself:
-    its ``shard_map`` checks the varying manual axes of every loop, which rejects the loops
-    of ESPIRiT's subspace iteration and of FISTA's power iteration (their starts are
-    constants, their bodies vary over the slices), so CG-SENSE and L1-wavelet with
-    ESPIRiT maps do not trace there. The per-device function has no collectives, so the
-    check guards nothing here. A count that does not divide evenly is padded with copies of
-    the last slice, cut off again.
-    """
-    import jax
-    import jax.numpy as jnp
-    from jax.sharding import Mesh, PartitionSpec
-
+    """``mapped(kspace, mask)``: :func:`mskjax.recon.map_slices` of ``fn``, the slices split
+    evenly over ``devices``."""
     from .. import recon
 
-    devices = list(devices)
-    per_device = recon.map_slices(fn, devices=devices[:1])
-    if len(devices) == 1:
-        return per_device
-    spread = jax.shard_map(per_device, mesh=Mesh(np.array(devices), ("slices",)),
-                           in_specs=PartitionSpec("slices"),
-                           out_specs=PartitionSpec("slices"), check_vma=False)
-
-    def mapped(kspace, mask):
-        count = kspace.shape[0]
-        pad = -count % len(devices)
-        if pad:
-            kspace, mask = (jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)])
-                            for a in (kspace, mask))
-        out = spread(kspace, mask)
-        return out[:count] if pad else out
-
-    return mapped
+    return recon.map_slices(fn, devices=list(devices))
 
 
 class SliceReconstructor:
@@ -214,10 +184,10 @@ def input_files(data, func: str = _FUNC) -> list[Path]:
         raise FileNotFoundError(f"{func}: --data {folder}: no such folder")
     if not folder.is_dir():
         raise ValueError(f"{func}: --data {folder}: not a folder")
-    from ..io._loader import _manifest_files
+    from ..io import manifest_files
 
     try:
-        manifest, listed = _manifest_files(folder)
+        manifest, listed = manifest_files(folder)
     except ValueError as err:
         raise ValueError(f"{func}: --data {folder}: {err}") from err
     if manifest is not None:  # a set's manifest: only the files it lists (as every reader)
@@ -365,7 +335,7 @@ def reconstruct_folder(*, method: str, data, out, acceleration: int = 4,
     """
     from tqdm.auto import tqdm
 
-    from ..io._kspace_set import centre_crop_or_pad
+    from ..io import centre_crop_or_pad
     from ._files import write_json
 
     func = _FUNC

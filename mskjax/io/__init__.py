@@ -26,8 +26,8 @@ from ._cls_set import (read_classification_manifest, read_classification_set,
                        write_classification_set)
 from ._fastmri import (FastMRIFile, FastMRIHeader, ismrmrd_header_xml, parse_ismrmrd_header,
                        read_fastmri, write_fastmri)
-from ._kspace_set import make_kspace_set
-from ._loader import fastmri_batches, fastmri_slices
+from ._kspace_set import centre_crop_or_pad, make_kspace_set
+from ._loader import fastmri_batches, fastmri_slices, manifest_files
 from ._nifti import Volume, read_labels, read_nifti, write_nifti
 from ._seg_set import (make_segmentation_set, phantom_affine, read_segmentation_set,
                        segmentation_pairs)
@@ -36,6 +36,7 @@ from ._trajectory import (read_bart_kspace, read_bart_trajectory, write_bart_ksp
 from ._validate import Mismatch, ValidationReport, load_spec, spec_names, validate
 
 __all__ = [
+    "centre_crop_or_pad", "manifest_files",
     "read_fastmri", "write_fastmri", "FastMRIFile", "FastMRIHeader", "ismrmrd_header_xml",
     "parse_ismrmrd_header", "read_cfl", "write_cfl", "cfl_dims", "read_nifti", "write_nifti",
     "read_labels", "Volume", "read_dicom", "read_dicom_series", "list_dicom_series", "DicomImage",

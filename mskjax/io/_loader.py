@@ -57,6 +57,13 @@ def _manifest_files(folder: Path) -> tuple[Path, list[Path]] | tuple[None, None]
     return None, None
 
 
+def manifest_files(folder: str | os.PathLike) -> tuple[Path, list[Path]] | tuple[None, None]:
+    """``(manifest, files)``: the ``manifest.json`` of a k-space set (in ``folder`` or its
+    parent, :func:`make_kspace_set`) that lists files of ``folder``, and those files (sorted);
+    ``(None, None)`` when there is none. An unreadable manifest is a ValueError."""
+    return _manifest_files(Path(folder))
+
+
 def fastmri_slices(folder: str | os.PathLike) -> list[tuple[Path, int]]:
     """All ``(path, slice_index)`` pairs of the ``*.h5`` files in ``folder``, sorted.
 

@@ -28,9 +28,12 @@ def map_slices(fn: Callable, *, devices: Sequence[jax.Device] | None = None,
 
     ``mapped(k, m)[i] == fn(k[i], m[i])`` (for every leaf of ``fn``'s output pytree), computed
     by ``jax.lax.map`` over the slices on each device, the slices split evenly over
-    ``devices`` by ``jax.shard_map``. A count that does not divide evenly is padded with zero
-    slices (a reconstruction of zeros costs one step and returns zeros), cut off again in the
-    result. Jit the returned function: ``jax.jit(map_slices(f))(kspace, maps)``.
+    ``devices`` by ``jax.shard_map``. A count that does not divide evenly is padded with copies
+    of the last slice (never degenerate input such as all-zero calibration data), cut off again
+    in the result. ``fn`` runs on each device's share without collectives, so the split skips
+    JAX's check of varying manual axes (``check_vma=False``), which would reject loops that
+    start from constants (ESPIRiT's subspace iteration, the power iteration of FISTA's step).
+    Jit the returned function: ``jax.jit(map_slices(f))(kspace, maps)``.
 
     Args:
         fn: a function of one slice of each argument (e.g. a ``recon.cg_sense`` call).
@@ -63,7 +66,7 @@ def map_slices(fn: Callable, *, devices: Sequence[jax.Device] | None = None,
         pad = -count % len(devices)
         if pad:
             arrays = jax.tree_util.tree_map(
-                lambda a: jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]), arrays)
+                lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), arrays)
 
         def local(*shard):
             return jax.lax.map(lambda one: fn(*one), shard, batch_size=batch_size)
@@ -73,7 +76,7 @@ def map_slices(fn: Callable, *, devices: Sequence[jax.Device] | None = None,
         else:
             mesh = Mesh(np.array(devices), ("slices",))
             out = jax.shard_map(local, mesh=mesh, in_specs=PartitionSpec("slices"),
-                                out_specs=PartitionSpec("slices"))(*arrays)
+                                out_specs=PartitionSpec("slices"), check_vma=False)(*arrays)
         return jax.tree_util.tree_map(lambda o: o[:count], out) if pad else out
 
     return mapped
