@@ -67,6 +67,23 @@ def process_mesh(local_batch: int, n: int):
                              [d for d in jax.devices() if d.process_index == p][:per_process]])
 
 
+def process_step(step, sampler, *, local_batch: int, num_processes: int):
+    """``(step_fn, batch_of)``: ``step`` jitted (the state donated) on one process, or
+    data-parallel over :func:`process_mesh` with each process's ``sampler(s)`` rows assembled
+    into the global batch by :func:`mskjax.train.global_batch` on several."""
+    import jax
+
+    if num_processes == 1:
+        return jax.jit(step, donate_argnums=0), sampler
+    mesh = process_mesh(local_batch, num_processes)
+    step_fn = train.data_parallel(step, mesh=mesh, donate_state=True)
+
+    def batch_of(s):
+        return train.global_batch(sampler(s), mesh)
+
+    return step_fn, batch_of
+
+
 def optimizer(lr: float):
     """Adam with gradient clipping at global norm 1, the optimiser of every training command."""
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))

@@ -44,7 +44,7 @@ from ._cls_models import (CLS_MODELS, build_cls_model, cls_model_spec, model_inp
                           normalise_example, predict_outputs)
 from ._files import write_json
 from ._run import (check_run_options, checkpoint_folder, optimizer, prepare_run_folder,
-                   process_mesh, process_seed, process_split, run_training, start_state,
+                   process_seed, process_step, process_split, run_training, start_state,
                    write_summary)
 
 _TRAIN = "mskjax train cls"
@@ -204,16 +204,8 @@ def train_cls(*, data, out, model: str = "resnet18", config: dict | None = None,
     loss_fn = make_cls_loss(graphdef, rest, task=task, drop=drop_prob > 0)
     sampler = _Sampler(examples, labels, inputs=spec.inputs, task=task,
                        batch_size=local_batch, seed=process_seed(seed, n, pid))
-    if n == 1:
-        step_fn = jax.jit(train.make_train_step(loss_fn, opt), donate_argnums=0)
-        batch_of = sampler
-    else:
-        mesh = process_mesh(local_batch, n)
-        step_fn = train.data_parallel(train.make_train_step(loss_fn, opt), mesh=mesh,
-                                      donate_state=True)
-
-        def batch_of(s):
-            return train.global_batch(sampler(s), mesh)
+    step_fn, batch_of = process_step(train.make_train_step(loss_fn, opt), sampler,
+                                     local_batch=local_batch, num_processes=n)
 
     state, common = run_training(step_fn, state, batch_of, out=out, ckpt=ckpt,
                                  run_config=run_config, steps=steps, max_minutes=max_minutes,

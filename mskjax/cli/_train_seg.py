@@ -41,7 +41,7 @@ from ..io import read_segmentation_set
 from ..sim import KNEE_LABELS
 from ._files import write_json
 from ._run import (check_run_options, checkpoint_folder, optimizer, positive_int, prepare_run_folder, restore_trained,
-                   process_mesh, process_seed, process_split, run_training, start_state,
+                   process_seed, process_step, process_split, run_training, start_state,
                    write_summary)
 from ._seg_models import (PATCH_3D, SEG_MODELS, build_seg_model, normalise, seg_model_spec,
                           volume_probabilities)
@@ -196,16 +196,8 @@ def train_seg(*, data, out, model: str = "unet", config: dict | None = None,
                             patch_size=patch_size)
     sampler = _Sampler(spec.kind, images, dataset["labels"], local_batch,
                        process_seed(seed, n, pid), num_classes, patch_size, crop)
-    if n == 1:
-        step_fn = jax.jit(train.make_train_step(loss_fn, opt), donate_argnums=0)
-        batch_of = sampler
-    else:
-        mesh = process_mesh(local_batch, n)
-        step_fn = train.data_parallel(train.make_train_step(loss_fn, opt), mesh=mesh,
-                                      donate_state=True)
-
-        def batch_of(s):
-            return train.global_batch(sampler(s), mesh)
+    step_fn, batch_of = process_step(train.make_train_step(loss_fn, opt), sampler,
+                                     local_batch=local_batch, num_processes=n)
 
     state, common = run_training(step_fn, state, batch_of, out=out, ckpt=ckpt,
                                  run_config=run_config, steps=steps, max_minutes=max_minutes,

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,10 +15,9 @@ from mskjax.cli import main  # noqa: E402
 from mskjax.cli._train_cls import train_cls  # noqa: E402
 from mskjax.cli._train_recon import train_recon  # noqa: E402
 from mskjax.cli._train_seg import train_seg  # noqa: E402
-from mskjax.io import make_kspace_set  # noqa: E402
-from mskjax.sim import knee_section  # noqa: E402
+from tests.cli.kspace_sets import tiny_kspace_set  # noqa: E402
+from tests.processes import free_port, run_together  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 UNET = ["--config", "chans=2", "num_pool_layers=1"]
 
 
@@ -31,46 +25,12 @@ UNET = ["--config", "chans=2", "num_pool_layers=1"]
 def kset(tmp_path_factory):
     """3 training files of one slice each (and one held-out file)."""
     root = tmp_path_factory.mktemp("kset")
-    base = np.asarray(knee_section((40, 32)))
-    rng = np.random.default_rng(0)
-    images = np.stack([np.roll(base, s, axis=1) * rng.uniform(0.8, 1.2) for s in range(4)])
-    np.savez(root / "images.npz", images=images.astype(np.float32),
-             subject=np.array(["a", "b", "c", "d"]))
-    make_kspace_set(root / "images.npz", root / "set", num_coils=4, seed=0,
-                    recon_size=(40, 32), progress=False)
-    return root / "set"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return tiny_kspace_set(root)
 
 
 def mskjax(commands: list[list[str]], timeout: float = 240.0) -> list[tuple[int, str, str]]:
     """``python -m mskjax <args>`` for each argument list at once (1 CPU device each)."""
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-    procs = [subprocess.Popen([sys.executable, "-m", "mskjax", *args], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for args in commands]
-    deadline = time.monotonic() + timeout
-    out = []
-    try:
-        for proc in procs:
-            try:
-                stdout, stderr = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                stdout, stderr = proc.communicate()
-                pytest.fail(f"mskjax hung past {timeout} s:\n{stdout}\n{stderr}")
-            out.append((proc.returncode, stdout, stderr))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return out
+    return run_together([["-m", "mskjax", *args] for args in commands], timeout=timeout)
 
 
 def error_lines(stderr: str) -> list[str]:

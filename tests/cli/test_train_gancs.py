@@ -17,8 +17,8 @@ from mskjax.cli import main  # noqa: E402
 from mskjax.cli._evaluate import read_fully_sampled  # noqa: E402
 from mskjax.cli._train_recon import load_trained, train_recon  # noqa: E402
 from mskjax.cli._learned import reconstruct  # noqa: E402
-from mskjax.io import make_kspace_set  # noqa: E402
 from mskjax.sim import knee_section  # noqa: E402
+from tests.cli.kspace_sets import tiny_kspace_set  # noqa: E402
 
 GEN = ["--config", "num_blocks=1", "features=4", "cg_iterations=3"]
 DISC = ["--discriminator-config", "chans=2", "num_layers=1"]
@@ -27,14 +27,7 @@ DISC = ["--discriminator-config", "chans=2", "num_layers=1"]
 @pytest.fixture(scope="module")
 def kset(tmp_path_factory):
     root = tmp_path_factory.mktemp("kset")
-    base = np.asarray(knee_section((40, 32)))
-    rng = np.random.default_rng(0)
-    images = np.stack([np.roll(base, s, axis=1) * rng.uniform(0.8, 1.2) for s in range(4)])
-    np.savez(root / "images.npz", images=images.astype(np.float32),
-             subject=np.array(["a", "b", "c", "d"]))
-    make_kspace_set(root / "images.npz", root / "set", num_coils=4, seed=0,
-                    recon_size=(40, 32), progress=False)
-    return root / "set"
+    return tiny_kspace_set(root)
 
 
 def _train(kset, out, *extra, steps=3):

@@ -16,8 +16,8 @@ from mskjax.cli._evaluate import read_fully_sampled  # noqa: E402
 from mskjax.cli._learned import build_model, reconstruct  # noqa: E402
 from mskjax.cli._train_recon import crop_rows, load_trained, train_recon  # noqa: E402
 from mskjax.fourier import ifft2c  # noqa: E402
-from mskjax.io import make_kspace_set  # noqa: E402
 from mskjax.sim import knee_section  # noqa: E402
+from tests.cli.kspace_sets import tiny_kspace_set  # noqa: E402
 
 UNET = ["--config", "chans=2", "num_pool_layers=1"]
 E2E = {"num_cascades": 1, "sens_chans": 2, "sens_pools": 1, "chans": 2, "pools": 1}
@@ -26,14 +26,7 @@ E2E = {"num_cascades": 1, "sens_chans": 2, "sens_pools": 1, "chans": 2, "pools":
 @pytest.fixture(scope="module")
 def kset(tmp_path_factory):
     root = tmp_path_factory.mktemp("kset")
-    base = np.asarray(knee_section((40, 32)))
-    rng = np.random.default_rng(0)
-    images = np.stack([np.roll(base, s, axis=1) * rng.uniform(0.8, 1.2) for s in range(4)])
-    np.savez(root / "images.npz", images=images.astype(np.float32),
-             subject=np.array(["a", "b", "c", "d"]))
-    make_kspace_set(root / "images.npz", root / "set", num_coils=4, seed=0,
-                    recon_size=(40, 32), progress=False)
-    return root / "set"
+    return tiny_kspace_set(root)
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,8 +12,8 @@ import pytest
 
 from mskjax import train
 from mskjax.train import ProcessSet, distributed_settings
+from tests.processes import free_port, run_together
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- settings
@@ -137,37 +133,12 @@ def test_global_batch_on_one_process_is_shard_batch():
 
 # --------------------------------------------------------------------------- processes
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def launch(commands: list[list[str]], *, timeout: float = 150.0) -> list[tuple[int, str]]:
     """Start ``python -m tests.train.distributed_worker <args>`` for each argument list at
     once (1 CPU device each); ``[(returncode, output)]``, every process killed at ``timeout``."""
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.train.distributed_worker", *args],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for args in commands]
-    deadline = time.monotonic() + timeout
-    out = []
-    try:
-        for proc in procs:
-            try:
-                text, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                text, _ = proc.communicate()
-                pytest.fail(f"a worker hung past {timeout} s:\n{text}")
-            out.append((proc.returncode, text))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return out
+    runs = run_together([["-m", "tests.train.distributed_worker", *args] for args in commands],
+                        timeout=timeout, merge_stderr=True)
+    return [(rc, text) for rc, text, _ in runs]
 
 
 def group(n: int, port: int, *extra: str, counts=None, ids=None) -> list[list[str]]:
