@@ -36,7 +36,6 @@ model and of the run beside the arrays), ``metrics.jsonl`` (one line per step) a
 from __future__ import annotations
 
 import functools
-import math
 import os
 import time
 from pathlib import Path
@@ -241,11 +240,7 @@ def train_recon(*, data, out, model: str = "e2e-varnet", config: dict | None = N
                                                model=run_config["model"])
         state = train.init_train_state(restored.params, opt, key=seed)
 
-    if n == 1:
-        devices = jax.devices()
-        mesh = train.batch_mesh(devices[:math.gcd(batch_size, len(devices))])
-    else:
-        mesh = process_mesh(local_batch, n)
+    mesh = process_mesh(local_batch, n)
     if gan is not None:
         example_fn = make_example_fn(model, acceleration=acceleration,
                                      center_fraction=center_fraction, mask=mask,
